@@ -1,0 +1,1 @@
+"""Brokers: one module per technology behind ``sundial.abc.Broker``."""

@@ -1,0 +1,150 @@
+"""The control API: what operators (and later the gRPC service) do to jobs.
+
+Every document is validated before anything is stored; every change is
+checked against the job's version, so two operators cannot silently
+overwrite each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Mapping
+from typing import Any
+
+from .clock import Clock
+from .errors import Conflict, ValidationError
+from .job import Job
+from .run import Run, SkipReason
+from .scheduler import fast_forward, first_fire
+from .schemas import job_document, load_job
+from .store.rows import NewRun
+from .store.sqlalchemy import SQLStore
+
+_IMMUTABLE = ("id",)
+
+
+class Control:
+    """Job operations with validation, optimistic concurrency and scheduler wake-ups."""
+
+    def __init__(
+        self,
+        store: SQLStore,
+        handlers: Container[str],
+        clock: Clock,
+        *,
+        max_payload_bytes: int = 65536,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.clock = clock
+        self.max_payload_bytes = max_payload_bytes
+        self.on_change = on_change
+
+    def validate(self, document: Mapping[str, Any], *, known_handlers_only: bool = True) -> Job:
+        """Validate a job document without storing it."""
+        return load_job(
+            document, handlers=self.handlers if known_handlers_only else None, max_payload_bytes=self.max_payload_bytes
+        )
+
+    def add_job(self, document: Mapping[str, Any], *, known_handlers_only: bool = True) -> Job:
+        """Validate and store a new job, scheduled from now."""
+        now = self.clock.now()
+        job = self.validate(document, known_handlers_only=known_handlers_only).replace(created_at=now)
+        job = job.replace(next_run_at=first_fire(job, now))
+        stored = self.store.add_job(job, now=now)
+        self.on_change()
+        return stored
+
+    def ensure_job(self, document: Mapping[str, Any]) -> Job | None:
+        """Add a plugin's default job unless one with its id exists; return it when added."""
+        try:
+            return self.add_job(document, known_handlers_only=False)
+        except Conflict:
+            return None
+
+    def update_job(self, job_id: str, changes: Mapping[str, Any], *, expected_version: int | None = None) -> Job:
+        """Apply ``changes`` (a partial job document) to a job.
+
+        Changing the trigger re-times the job from now. ``expected_version``
+        (the version the caller last saw) guards against lost updates; when
+        omitted, the current version is used.
+        """
+        bad = [key for key in _IMMUTABLE if key in changes and changes[key] != job_id]
+        if bad:
+            raise ValidationError({key: ["cannot be changed"] for key in bad})
+        current = self.store.get_job(job_id)
+        version = current.version if expected_version is None else expected_version
+        now = self.clock.now()
+        updated = self.validate({**job_document(current), **changes})
+        updated = updated.replace(
+            created_at=current.created_at,
+            last_executed_at=current.last_executed_at,
+            next_run_at=current.next_run_at,
+        )
+        if updated.trigger != current.trigger:
+            updated = updated.replace(next_run_at=first_fire(updated, now))
+        runs: list[NewRun] = []
+        if current.paused and not updated.paused and updated.trigger == current.trigger:
+            plan = fast_forward(current, now, SkipReason.PAUSED)
+            runs, updated = plan.runs, updated.replace(next_run_at=plan.next_run_at)
+        stored = self.store.update_job(updated, expected_version=version, runs=runs, now=now)
+        self.on_change()
+        return stored
+
+    def pause(self, job_id: str, *, expected_version: int | None = None) -> Job:
+        """Stop scheduling a job; its fire times while paused are recorded as skipped (reason paused)."""
+        return self.update_job(job_id, {"paused": True}, expected_version=expected_version)
+
+    def resume(self, job_id: str, *, expected_version: int | None = None) -> Job:
+        """Schedule a paused job again from its next fire time after now."""
+        return self.update_job(job_id, {"paused": False}, expected_version=expected_version)
+
+    def delete(self, job_id: str) -> None:
+        """Delete a job with its history."""
+        self.store.delete_job(job_id)
+
+    def run_now(self, job_id: str) -> Run:
+        """Create a run of ``job_id`` for right now, outside its schedule."""
+        job = self.store.get_job(job_id)
+        now = self.clock.now()
+        self.store.update_job(
+            job,
+            expected_version=job.version,
+            runs=[NewRun(scheduled_at=now, payload=dict(job.payload_template))],
+            now=now,
+        )
+        self.on_change()
+        run = self.store.explain(job_id, now)
+        assert run is not None, "the run was stored in the same transaction as the job"
+        return run
+
+    def emit(self, event: str, payload: Mapping[str, Any], event_id: str) -> list[Run]:
+        """Fire ``event``: one run per job listening to it; a repeated ``event_id`` fires nothing."""
+        runs = self.store.emit(event, dict(payload), event_id, self.clock.now())
+        if runs:
+            self.on_change()
+        return runs
+
+    def unpark(self) -> list[Job]:
+        """Resume jobs parked for an unknown handler that is now registered.
+
+        Fire times that passed while parked get one skip record (reason parked).
+        """
+        resumed: list[Job] = []
+        now = self.clock.now()
+        for job in self.store.list_jobs(parked=True, limit=100_000):
+            if job.handler not in self.handlers or not (job.parked_reason or "").startswith("unknown handler"):
+                continue
+            if job.next_run_at is not None:
+                plan = fast_forward(job, now, SkipReason.PARKED)
+                runs, next_run_at = plan.runs, plan.next_run_at
+            else:
+                runs, next_run_at = [], first_fire(job, now) if job.type != "event" else None
+            fixed = job.replace(parked_reason=None, next_run_at=next_run_at)
+            try:
+                resumed.append(self.store.update_job(fixed, expected_version=job.version, runs=runs, now=now))
+            except Conflict:
+                continue  # another process resumed it first
+        if resumed:
+            self.on_change()
+        return resumed

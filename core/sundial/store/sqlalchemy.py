@@ -1,0 +1,669 @@
+"""The job store on SQLAlchemy: PostgreSQL in production, SQLite embedded.
+
+Every write on the run path is one short transaction guarded so that it can
+be repeated safely: a lost COMMIT on PostgreSQL leaves the caller unsure
+whether it happened, and the next attempt must not do it twice.
+
+SQLite is put in WAL mode with a busy timeout, and its write transactions
+start with ``BEGIN IMMEDIATE`` (SQLAlchemy's documented recipe for taking
+over pysqlite's transaction handling), which serialises writers and makes a
+read-then-write claim atomic, as ``FOR UPDATE`` does on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from ..abc import Claim
+from ..errors import Conflict, NotFound, StoreError
+from ..job import Job
+from ..run import Attempt, Run, RunLog, RunStatus
+from . import tables as t
+from .rows import FirePlan, NewRun, Outcome, job_from_row, job_row, new_run_row, run_from_row
+
+UTC = UTC
+
+
+def now_utc() -> datetime:
+    """The local wall clock in UTC (the database's clock is ``SQLStore.now``)."""
+    return datetime.now(UTC)
+
+
+class SQLStore:
+    """Jobs, runs, attempts and run logs in one SQL database."""
+
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+        self.url = url
+        try:
+            self.engine = _make_engine(url, echo=echo, pool_size=pool_size)
+        except (SQLAlchemyError, ImportError) as e:
+            raise StoreError(f"cannot open the job store at {_redact(url)}: {e}") from e
+        self.dialect = self.engine.dialect.name
+        self._clock_offset: float | None = None
+        self._clock_checked = 0.0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def migrate(self) -> str:
+        """Bring the schema to the newest revision; return that revision."""
+        from .migrate import upgrade
+
+        return upgrade(self.engine)
+
+    def now(self) -> datetime:
+        """The database's clock, read at most every 10 s and followed locally in between.
+
+        Due times and leases are compared against one clock shared by every
+        process, so a worker with a skewed clock cannot fire early or steal a
+        live lease.
+        """
+        if self.dialect == "sqlite":
+            return now_utc()
+        mono = time.monotonic()
+        if self._clock_offset is None or mono - self._clock_checked > 10.0:
+            with self._read() as conn:
+                db_now = conn.execute(select(func.clock_timestamp())).scalar_one()
+            self._clock_offset = db_now.timestamp() - time.time()
+            self._clock_checked = mono
+        return datetime.fromtimestamp(time.time() + self._clock_offset, UTC)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as e:
+            raise StoreError(f"job store write failed: {_reason(e)}") from e
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(sundial_read=True)
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as e:
+            raise StoreError(f"job store read failed: {_reason(e)}") from e
+
+    # -- jobs ----------------------------------------------------------------
+
+    def add_job(self, job: Job, *, now: datetime | None = None) -> Job:
+        """Store a new job; ``Conflict`` when its id is taken."""
+        now = now or self.now()
+        job = job.replace(version=1, created_at=now, updated_at=now)
+        try:
+            with self._write() as conn:
+                conn.execute(insert(t.jobs).values(**job_row(job)))
+        except IntegrityError as e:
+            raise Conflict(f"job {job.id!r} already exists") from e
+        return job
+
+    def get_job(self, job_id: str) -> Job:
+        """The job with ``job_id``; ``NotFound`` when there is none."""
+        with self._read() as conn:
+            row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        return job_from_row(row)
+
+    def list_jobs(
+        self, *, handler: str | None = None, parked: bool | None = None, limit: int = 1000, after_id: str | None = None
+    ) -> list[Job]:
+        """Jobs ordered by id, a page at a time (``after_id`` is the last id of the previous page)."""
+        query = select(t.jobs).order_by(t.jobs.c.id).limit(limit)
+        if parked is not None:
+            query = query.where(t.jobs.c.parked_reason.is_not(None) if parked else t.jobs.c.parked_reason.is_(None))
+        if handler is not None:
+            query = query.where(t.jobs.c.handler == handler)
+        if after_id is not None:
+            query = query.where(t.jobs.c.id > after_id)
+        with self._read() as conn:
+            return [job_from_row(r) for r in conn.execute(query).mappings()]
+
+    def update_job(
+        self, job: Job, *, expected_version: int, runs: Sequence[NewRun] = (), now: datetime | None = None
+    ) -> Job:
+        """Replace a job's definition if it is still at ``expected_version``.
+
+        ``runs`` (skip records of a resume, a manual run) are stored in the
+        same transaction. ``Conflict`` when someone else changed the job
+        first, ``NotFound`` when it is gone.
+        """
+        now = now or self.now()
+        new = job.replace(version=expected_version + 1, updated_at=now)
+        values = job_row(new)
+        del values["id"], values["created_at"]
+        with self._write() as conn:
+            result = conn.execute(
+                update(t.jobs).where(t.jobs.c.id == job.id, t.jobs.c.version == expected_version).values(**values)
+            )
+            if result.rowcount == 0:
+                exists = conn.execute(select(t.jobs.c.version).where(t.jobs.c.id == job.id)).first()
+                if exists is None:
+                    raise NotFound(f"no job with id {job.id!r}")
+                raise Conflict(f"job {job.id!r} is at version {exists[0]}, not {expected_version}")
+            created = conn.execute(select(t.jobs.c.created_at).where(t.jobs.c.id == job.id)).scalar_one()
+            if runs:
+                conn.execute(
+                    self._insert_ignoring(t.runs, ("job_id", "scheduled_at")), [new_run_row(new, r, now) for r in runs]
+                )
+        return new.replace(created_at=created)
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete a job and its run history; ``NotFound`` when there is none."""
+        with self._write() as conn:
+            if conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id)).rowcount == 0:
+                raise NotFound(f"no job with id {job_id!r}")
+
+    # -- scheduling ----------------------------------------------------------
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` of any active job (an index lookup)."""
+        with self._read() as conn:
+            return conn.execute(
+                select(func.min(t.jobs.c.next_run_at)).where(t.jobs.c.active.is_(True))
+            ).scalar_one_or_none()
+
+    def schedule_due(self, now: datetime, limit: int, planner: Callable[[Job], FirePlan]) -> list[tuple[Job, FirePlan]]:
+        """Claim up to ``limit`` due jobs, store the runs ``planner`` decides, advance the jobs.
+
+        All in ONE transaction. Due jobs are locked with ``FOR UPDATE SKIP
+        LOCKED`` on PostgreSQL, so racing schedulers share the work instead of
+        queueing on each other; SQLite's ``BEGIN IMMEDIATE`` serialises them.
+        The unique key on (job, fire time) is the last line of defence: a
+        run that exists already is not inserted twice.
+        """
+        due = (
+            select(t.jobs)
+            .where(t.jobs.c.active.is_(True), t.jobs.c.next_run_at <= now)
+            .order_by(t.jobs.c.next_run_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._write() as conn:
+            jobs = [job_from_row(r) for r in conn.execute(due).mappings()]
+            if not jobs:
+                return []
+            decided = [(job, planner(job)) for job in jobs]
+            run_rows = [new_run_row(job, new, now) for job, plan in decided for new in plan.runs]
+            if run_rows:
+                conn.execute(self._insert_ignoring(t.runs, ("job_id", "scheduled_at")), run_rows)
+            conn.execute(
+                update(t.jobs)
+                .where(t.jobs.c.id == bindparam("b_id"), t.jobs.c.version == bindparam("b_version"))
+                .values(
+                    next_run_at=bindparam("b_next"),
+                    parked_reason=bindparam("b_parked"),
+                    active=bindparam("b_active"),
+                    version=t.jobs.c.version + 1,
+                    updated_at=now,
+                ),
+                [
+                    {
+                        "b_id": job.id,
+                        "b_version": job.version,
+                        "b_next": plan.next_run_at,
+                        "b_parked": plan.parked_reason,
+                        "b_active": job.enabled and not job.paused and plan.parked_reason is None,
+                    }
+                    for job, plan in decided
+                ],
+            )
+        return decided
+
+    def emit(self, event: str, payload: dict[str, Any], event_id: str, now: datetime) -> list[Run]:
+        """Create one run per active job listening to ``event``; a repeated ``event_id`` creates none."""
+        listeners = select(t.jobs).where(
+            t.jobs.c.active.is_(True), t.jobs.c.type == "event", t.jobs.c.trigger_event == event
+        )
+        created: list[Run] = []
+        with self._write() as conn:
+            for job in [job_from_row(r) for r in conn.execute(listeners).mappings()]:
+                row = new_run_row(job, NewRun(scheduled_at=now, payload={**job.payload_template, **payload}), now)
+                row["event_id"] = event_id
+                # two events for one job may arrive within one clock tick; the
+                # fire time only needs to be unique, so step past a taken one
+                for step in range(1000):
+                    row["scheduled_at"] = now + timedelta(microseconds=step)
+                    taken = conn.execute(
+                        select(t.runs.c.id, t.runs.c.event_id).where(
+                            t.runs.c.job_id == job.id,
+                            or_(t.runs.c.scheduled_at == row["scheduled_at"], t.runs.c.event_id == event_id),
+                        )
+                    ).first()
+                    if taken is None:
+                        break
+                    if taken.event_id == event_id:
+                        row = {}
+                        break
+                if row:
+                    run_id = conn.execute(insert(t.runs).values(**row).returning(t.runs.c.id)).scalar_one()
+                    created.append(run_from_row({**row, "id": run_id}))
+        return created
+
+    # -- the run path ----------------------------------------------------------
+
+    def outbox(self, limit: int) -> list[Run]:
+        """Pending runs due now, oldest first: what the relay publishes next."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.runs)
+                .where(t.runs.c.status == RunStatus.PENDING.value, t.runs.c.available_at <= self.now())
+                .order_by(t.runs.c.available_at)
+                .limit(limit)
+            ).mappings()
+            return [run_from_row(r) for r in rows]
+
+    def mark_queued(self, run_ids: Sequence[int], now: datetime) -> int:
+        """Record that the broker confirmed these runs (only those still pending)."""
+        if not run_ids:
+            return 0
+        with self._write() as conn:
+            return conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id.in_(run_ids), t.runs.c.status == RunStatus.PENDING.value)
+                .values(status=RunStatus.QUEUED.value, queued_at=now, updated_at=now)
+            ).rowcount
+
+    def claim(
+        self,
+        worker: str,
+        lease_seconds: float,
+        *,
+        run_id: int | None = None,
+        queues: Sequence[str] = ("default",),
+        statuses: Sequence[RunStatus] = (RunStatus.QUEUED, RunStatus.RETRYING),
+        now: datetime | None = None,
+    ) -> Claim | None:
+        """Start an attempt: raise the run's fence, take its lease, record the attempt.
+
+        With ``run_id`` the given run is claimed (a broker delivered it);
+        without, the next due run on ``queues`` is (the embedded broker).
+        None when there is nothing to claim: the run is finished, held by
+        a live lease, or skipped because its job is busy and forbids overlap.
+        """
+        now = now or self.now()
+        open_statuses = [s.value for s in statuses]
+        with self._write() as conn:
+            query = select(t.runs).where(t.runs.c.status.in_(open_statuses), t.runs.c.available_at <= now)
+            if run_id is not None:
+                query = query.where(t.runs.c.id == run_id)
+            else:
+                query = query.where(t.runs.c.queue.in_(list(queues))).order_by(
+                    t.runs.c.priority.desc(), t.runs.c.available_at
+                )
+            candidates = conn.execute(query.limit(8).with_for_update(skip_locked=True)).mappings().all()
+            for candidate in candidates:
+                run = run_from_row(candidate)
+                job_row = (
+                    conn.execute(select(t.jobs).where(t.jobs.c.id == run.job_id).with_for_update()).mappings().first()
+                )
+                if job_row is None:
+                    continue
+                job = job_from_row(job_row)
+                busy = self._running_count(conn, job.id, now) >= job.max_instances
+                if busy and job.overlap == "skip":
+                    _set_run(conn, run.id, now, status=RunStatus.SKIPPED.value, reason="busy", finished_at=now)
+                    continue
+                if busy:
+                    # overlap=queue: wait for the running instance, checked again shortly
+                    _set_run(conn, run.id, now, available_at=now + timedelta(seconds=1))
+                    continue
+                return self._start_attempt(conn, run, job, worker, lease_seconds, now)
+        return None
+
+    def _running_count(self, conn: Connection, job_id: str, now: datetime) -> int:
+        return conn.execute(
+            select(func.count()).where(
+                t.runs.c.job_id == job_id,
+                t.runs.c.status == RunStatus.RUNNING.value,
+                t.runs.c.lease_expires_at > now,
+            )
+        ).scalar_one()
+
+    def _start_attempt(self, conn: Connection, run: Run, job: Job, worker: str, lease: float, now: datetime) -> Claim:
+        fence, attempt = run.fence + 1, run.attempt + 1
+        _set_run(
+            conn, run.id, now,
+            status=RunStatus.RUNNING.value, fence=fence, attempt=attempt, worker=worker,
+            lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease), started_at=now,
+        )  # fmt: skip
+        conn.execute(
+            insert(t.run_attempts).values(
+                run_id=run.id,
+                attempt=attempt,
+                fence=fence,
+                worker=worker,
+                status=RunStatus.RUNNING.value,
+                started_at=now,
+            )  # fmt: skip
+        )
+        conn.execute(update(t.jobs).where(t.jobs.c.id == job.id).values(last_executed_at=now))
+        claimed = dataclasses.replace(run, status=RunStatus.RUNNING, fence=fence, attempt=attempt, worker=worker)
+        return Claim(run=claimed, job=job, fence=fence, worker=worker)
+
+    def renew(self, claims: Sequence[Claim], lease_seconds: float) -> list[int]:
+        """Extend the leases of ``claims``; return the run ids whose lease was lost."""
+        if not claims:
+            return []
+        now = self.now()
+        with self._write() as conn:
+            held = {
+                r.id
+                for r in conn.execute(
+                    update(t.runs)
+                    .where(
+                        or_(*(and_(t.runs.c.id == c.run.id, t.runs.c.fence == c.fence) for c in claims)),
+                        t.runs.c.status == RunStatus.RUNNING.value,
+                    )
+                    .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                    .returning(t.runs.c.id)
+                )
+            }
+        return [c.run.id for c in claims if c.run.id not in held]
+
+    def finish(self, claim: Claim, outcome: Outcome) -> RunStatus | None:
+        """Record an attempt's outcome; None when the claim's fence is stale (result rejected).
+
+        A failure with ``retry_in`` set becomes ``retrying`` (due after that
+        delay); without it the run is ``dead``.
+        """
+        now = self.now()
+        if outcome.ok:
+            status = RunStatus.SUCCEEDED
+        elif outcome.retry_in is not None:
+            status = RunStatus.RETRYING
+        else:
+            status = RunStatus.DEAD
+        values: dict[str, Any] = {
+            "status": status.value,
+            "error": outcome.error,
+            "duration_seconds": outcome.duration_seconds,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if status is RunStatus.RETRYING:
+            values["available_at"] = now + timedelta(seconds=outcome.retry_in or 0.0)
+        else:
+            values["finished_at"] = now
+        if not outcome.ok:
+            values["failures"] = t.runs.c.failures + 1
+        with self._write() as conn:
+            result = conn.execute(
+                update(t.runs)
+                .where(
+                    t.runs.c.id == claim.run.id,
+                    t.runs.c.fence == claim.fence,
+                    t.runs.c.status == RunStatus.RUNNING.value,
+                )
+                .values(updated_at=now, **values)
+            )
+            if result.rowcount == 0:
+                return None
+            conn.execute(
+                update(t.run_attempts)
+                .where(t.run_attempts.c.run_id == claim.run.id, t.run_attempts.c.fence == claim.fence)
+                .values(
+                    status=RunStatus.SUCCEEDED.value if outcome.ok else RunStatus.FAILED.value,
+                    error=outcome.error,
+                    finished_at=now,
+                    duration_seconds=outcome.duration_seconds,
+                )
+            )
+            if outcome.logs:
+                conn.execute(
+                    insert(t.run_logs),
+                    [
+                        {"run_id": claim.run.id, "attempt": claim.attempt, "at": at, "level": level, "message": msg}
+                        for at, level, msg in outcome.logs
+                    ],
+                )
+        return status
+
+    def release(self, claims: Sequence[Claim]) -> int:
+        """Give claimed runs back to the queue unfinished (a graceful shutdown)."""
+        now = self.now()
+        released = 0
+        with self._write() as conn:
+            for claim in claims:
+                released += self._requeue(conn, claim.run.id, claim.fence, now, "released at shutdown", lost=False)
+        return released
+
+    def expire_leases(self, *, max_lost: int = 3) -> list[int]:
+        """Put runs whose lease expired back in the outbox; return their ids.
+
+        A run lost ``max_lost`` times (its worker keeps dying on it) is dead
+        instead, so a handler that kills its process cannot loop forever.
+        """
+        now = self.now()
+        requeued: list[int] = []
+        with self._write() as conn:
+            expired = conn.execute(
+                select(t.runs.c.id, t.runs.c.fence, t.runs.c.lost)
+                .where(t.runs.c.status == RunStatus.RUNNING.value, t.runs.c.lease_expires_at < now)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for run_id, fence, lost in expired:
+                if lost + 1 >= max_lost:
+                    _set_run(
+                        conn, run_id, now, status=RunStatus.DEAD.value, lost=lost + 1, finished_at=now,
+                        error=f"lease expired {lost + 1} times: its worker was lost each time",
+                        lease_owner=None, lease_expires_at=None,
+                    )  # fmt: skip
+                    _end_attempt(conn, run_id, fence, now, "lost", "lease expired")
+                elif self._requeue(conn, run_id, fence, now, "lease expired", lost=True):
+                    requeued.append(run_id)
+        return requeued
+
+    def _requeue(self, conn: Connection, run_id: int, fence: int, now: datetime, why: str, *, lost: bool) -> int:
+        values: dict[str, Any] = {
+            "status": RunStatus.PENDING.value, "available_at": now,
+            "lease_owner": None, "lease_expires_at": None,
+        }  # fmt: skip
+        if lost:
+            values["lost"] = t.runs.c.lost + 1
+        count = conn.execute(
+            update(t.runs)
+            .where(t.runs.c.id == run_id, t.runs.c.fence == fence, t.runs.c.status == RunStatus.RUNNING.value)
+            .values(updated_at=now, **values)
+        ).rowcount
+        if count:
+            _end_attempt(conn, run_id, fence, now, "lost" if lost else "released", why)
+        return count
+
+    # -- history -------------------------------------------------------------
+
+    def get_run(self, run_id: int) -> Run:
+        """The run with ``run_id``; ``NotFound`` when there is none."""
+        with self._read() as conn:
+            row = conn.execute(select(t.runs).where(t.runs.c.id == run_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no run with id {run_id}")
+        return run_from_row(row)
+
+    def list_runs(
+        self,
+        *,
+        job_id: str | None = None,
+        statuses: Sequence[RunStatus] | None = None,
+        limit: int = 100,
+        newest_first: bool = True,
+    ) -> list[Run]:
+        """Runs and skip records, filtered by job and status."""
+        query = select(t.runs).limit(limit)
+        if job_id is not None:
+            query = query.where(t.runs.c.job_id == job_id)
+        if statuses:
+            query = query.where(t.runs.c.status.in_([s.value for s in statuses]))
+        order = (
+            (t.runs.c.scheduled_at.desc(), t.runs.c.id.desc()) if newest_first else (t.runs.c.scheduled_at, t.runs.c.id)
+        )
+        with self._read() as conn:
+            return [run_from_row(r) for r in conn.execute(query.order_by(*order)).mappings()]
+
+    def explain(self, job_id: str, fire_time: datetime) -> Run | None:
+        """Why did (or didn't) ``job_id`` run at ``fire_time``: the run or skip record covering it."""
+        with self._read() as conn:
+            row = (
+                conn.execute(
+                    select(t.runs)
+                    .where(
+                        t.runs.c.job_id == job_id,
+                        t.runs.c.scheduled_at <= fire_time,
+                        func.coalesce(t.runs.c.last_fire_at, t.runs.c.scheduled_at) >= fire_time,
+                    )
+                    .order_by(t.runs.c.scheduled_at.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else run_from_row(row)
+
+    def run_logs(self, run_id: int) -> list[RunLog]:
+        """The lines handlers wrote during ``run_id``, in order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.run_logs).where(t.run_logs.c.run_id == run_id).order_by(t.run_logs.c.id)
+            ).mappings()
+            return [RunLog(r["run_id"], r["attempt"], r["at"], r["level"], r["message"]) for r in rows]
+
+    def attempts(self, run_id: int) -> list[Attempt]:
+        """Every attempt of ``run_id``, oldest first."""
+        cols = t.run_attempts.c
+        with self._read() as conn:
+            rows = conn.execute(select(t.run_attempts).where(cols.run_id == run_id).order_by(cols.id)).mappings()
+            return [
+                Attempt(
+                    r["run_id"],
+                    r["attempt"],
+                    r["fence"],
+                    r["worker"],
+                    r["status"],
+                    r["started_at"],
+                    r["error"],
+                    r["finished_at"],
+                    r["duration_seconds"],
+                )  # fmt: skip
+                for r in rows
+            ]
+
+    def prune_history(self, before: datetime, *, batch: int = 5000) -> int:
+        """Delete finished runs (with their attempts and logs) that finished before ``before``.
+
+        Deletes in batches so a large backlog never holds one long lock.
+        """
+        finished = [s.value for s in (RunStatus.SUCCEEDED, RunStatus.DEAD, RunStatus.SKIPPED)]
+        total = 0
+        while True:
+            with self._write() as conn:
+                ids = (
+                    conn.execute(
+                        select(t.runs.c.id)
+                        .where(t.runs.c.status.in_(finished), t.runs.c.finished_at < before)
+                        .limit(batch)
+                    )
+                    .scalars()
+                    .all()
+                )
+                if not ids:
+                    return total
+                # explicit child deletes: SQLite enforces ON DELETE CASCADE only with foreign_keys on
+                conn.execute(delete(t.run_logs).where(t.run_logs.c.run_id.in_(ids)))
+                conn.execute(delete(t.run_attempts).where(t.run_attempts.c.run_id.in_(ids)))
+                conn.execute(delete(t.runs).where(t.runs.c.id.in_(ids)))
+                total += len(ids)
+
+    def counts(self) -> dict[str, int]:
+        """Runs by status: a cheap health view."""
+        with self._read() as conn:
+            rows = conn.execute(select(t.runs.c.status, func.count()).group_by(t.runs.c.status)).all()
+        return {status: n for status, n in rows}
+
+    # -- helpers -------------------------------------------------------------
+
+    def _insert_ignoring(self, table: Any, key: Sequence[str]) -> Any:
+        """INSERT that skips rows whose ``key`` exists already (ON CONFLICT DO NOTHING)."""
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(table).on_conflict_do_nothing(index_elements=list(key))
+
+
+def _set_run(conn: Connection, run_id: int, now: datetime, **values: Any) -> None:
+    conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(updated_at=now, **values))
+
+
+def _end_attempt(conn: Connection, run_id: int, fence: int, now: datetime, status: str, error: str) -> None:
+    conn.execute(
+        update(t.run_attempts)
+        .where(t.run_attempts.c.run_id == run_id, t.run_attempts.c.fence == fence)
+        .values(status=status, error=error, finished_at=now)
+    )
+
+
+def _make_engine(url: str, *, echo: bool, pool_size: int) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, poolclass=NullPool if ":memory:" in url else None)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            reading = conn.get_execution_options().get("sundial_read", False)
+            conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _reason(e: SQLAlchemyError) -> str:
+    """The driver's own message, without the SQL statement SQLAlchemy appends."""
+    original = getattr(e, "orig", None)
+    return f"{e.__class__.__name__}: {original if original is not None else e}".strip()
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{host}"
+    return url

@@ -1,0 +1,181 @@
+"""The store's schema, shared by the SQLAlchemy store and the Alembic migrations.
+
+Every time is stored in UTC. The schema is written with SQLAlchemy Core so the
+same tables serve PostgreSQL (production) and SQLite (the embedded default).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    SQLite has no time zone type, so values are stored there as naive UTC in
+    one fixed text format, which keeps comparisons in SQL correct.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; Sundial stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# BIGINT keys on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+Json: Any = JSON().with_variant(JSONB(), "postgresql")
+
+jobs = Table(
+    "sundial_jobs",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("handler", String(200), nullable=False),
+    # the trigger, as its spec: never a pickle
+    Column("type", String(16), nullable=False),
+    Column("cron_expression", String(200)),
+    Column("interval_seconds", Float),
+    Column("run_at", UTCDateTime),
+    Column("trigger_event", String(128)),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    Column("starts_at", UTCDateTime),
+    Column("ends_at", UTCDateTime),
+    Column("payload_template", Json, nullable=False, default=dict),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    # why the scheduler set this job aside (unknown handler, bad trigger); NULL when schedulable
+    Column("parked_reason", Text),
+    # derived: enabled and not paused and not parked. Kept as a column so the
+    # due-job index can lead with it and the due query stays one index range.
+    Column("active", Boolean, nullable=False, default=True),
+    Column("next_run_at", UTCDateTime),
+    Column("last_executed_at", UTCDateTime),
+    Column("max_retries", Integer, nullable=False, default=3),
+    Column("backoff", String(16), nullable=False, default="exponential"),
+    Column("retry_delay_seconds", Float, nullable=False, default=10.0),
+    Column("retry_max_delay_seconds", Float, nullable=False, default=3600.0),
+    Column("misfire_grace_seconds", Float),
+    Column("coalesce", Boolean, nullable=False, default=True),
+    Column("max_instances", Integer, nullable=False, default=1),
+    Column("overlap", String(8), nullable=False, default="skip"),
+    Column("timeout_seconds", Float, nullable=False, default=300.0),
+    Column("jitter_seconds", Float, nullable=False, default=0.0),
+    Column("queue", String(64), nullable=False, default="default"),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("version", Integer, nullable=False, default=1),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "active", "next_run_at"),
+    Index(None, "trigger_event"),
+)
+
+runs = Table(
+    "sundial_runs",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("job_id", String(128), ForeignKey("sundial_jobs.id", ondelete="CASCADE"), nullable=False),
+    # the fire time this run answers; for a skip record, the first fire time it covers
+    Column("scheduled_at", UTCDateTime, nullable=False),
+    # a skip record may stand for a range of fire times: [scheduled_at, last_fire_at], fire_count of them
+    Column("last_fire_at", UTCDateTime),
+    Column("fire_count", Integer, nullable=False, default=1),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("event_id", String(128)),
+    Column("payload", Json, nullable=False, default=dict),
+    Column("queue", String(64), nullable=False),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("lost", Integer, nullable=False, default=0),
+    # fencing token: raised by every claim; a result is written only where it still matches
+    Column("fence", Integer, nullable=False, default=0),
+    Column("available_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(128)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("worker", String(128)),
+    Column("error", Text),
+    Column("duration_seconds", Float),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("queued_at", UTCDateTime),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("job_id", "scheduled_at"),
+    UniqueConstraint("job_id", "event_id"),
+    # the embedded broker's and the relay's queries: open runs by status and due time
+    Index(None, "status", "available_at"),
+    Index(None, "finished_at"),
+)
+
+run_attempts = Table(
+    "sundial_run_attempts",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("run_id", RowId, ForeignKey("sundial_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("fence", Integer, nullable=False),
+    Column("worker", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("duration_seconds", Float),
+    UniqueConstraint("run_id", "fence"),
+)
+
+run_logs = Table(
+    "sundial_run_logs",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("run_id", RowId, ForeignKey("sundial_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("message", Text, nullable=False),
+    Index(None, "run_id"),
+)

@@ -1,0 +1,111 @@
+"""Shared fixtures: a fresh store on SQLite and on PostgreSQL for every test.
+
+Each test session creates its own PostgreSQL database (dropped at the end;
+ones left by a crashed session are dropped by the next), so two sessions on
+one machine never collide. With ``CI`` set, a missing service fails the
+tests that need it instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from sundial.clock import FakeClock
+from sundial.store import tables
+from sundial.store.sqlalchemy import SQLStore
+
+POSTGRES_ADMIN_URL = os.environ.get("SUNDIAL_TEST_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/test")
+TEST_DB_PREFIX = "sundial_t_"
+STALE_AFTER_SECONDS = 6 * 3600
+IN_CI = bool(os.environ.get("CI"))
+
+
+def service_missing(what: str, error: Exception) -> None:
+    """Skip a test whose service is down, or fail it under CI."""
+    message = f"{what} is not available: {error}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of a PostgreSQL database created for this test session."""
+    try:
+        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as e:
+        service_missing("PostgreSQL", e)
+    name = f"{TEST_DB_PREFIX}{int(time.time())}_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        _drop_stale(conn)
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _drop_stale(conn: object) -> None:
+    rows = conn.execute(  # type: ignore[attr-defined]
+        text("SELECT datname FROM pg_database WHERE datname LIKE :p"), {"p": TEST_DB_PREFIX + "%"}
+    ).scalars()
+    for name in list(rows):
+        try:
+            created = int(name[len(TEST_DB_PREFIX) :].split("_")[0])
+        except ValueError:
+            continue
+        if time.time() - created > STALE_AFTER_SECONDS:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def _postgres_store(postgres_url: str) -> Iterator[SQLStore]:
+    store = SQLStore(postgres_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def _empty(store: SQLStore) -> None:
+    with store.engine.begin() as conn:
+        for table in reversed(tables.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SQLStore]:
+    store = SQLStore(f"sqlite:///{tmp_path / 'sundial.db'}")
+    store.migrate()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def postgres_store(request: pytest.FixtureRequest) -> Iterator[SQLStore]:
+    store: SQLStore = request.getfixturevalue("_postgres_store")
+    _empty(store)
+    yield store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest) -> SQLStore:
+    """The same tests, once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC))
