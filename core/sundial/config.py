@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ class Settings:
         return self.broker_url is None
 
 
-def _url(schemes: tuple[str, ...]) -> validate.Validator:
+def _url(schemes: tuple[str, ...]) -> Callable[[str], None]:
     def check(value: str) -> None:
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in schemes:

@@ -111,9 +111,9 @@ def plan_fires(job: Job, now: datetime, known_handlers: Container[str], rng: ran
     if job.coalesce and len(on_time) > 1:
         runs.append(skip_range(on_time[:-1], SkipReason.COALESCED))
         on_time = on_time[-1:]
-    rng = rng or random
+    uniform = (rng or random).uniform
     for fire in on_time:
-        start = fire + timedelta(seconds=rng.uniform(0, job.jitter_seconds)) if job.jitter_seconds else fire
+        start = fire + timedelta(seconds=uniform(0, job.jitter_seconds)) if job.jitter_seconds else fire
         runs.append(NewRun(scheduled_at=fire, available_at=start, payload=dict(job.payload_template)))
     return FirePlan(runs=runs, next_run_at=next_run_at)
 

@@ -41,7 +41,7 @@ def sundial_register_handlers(registry: HandlerRegistry) -> None:
 
 
 @hookspec
-def sundial_default_jobs() -> Sequence[Mapping[str, Any]]:
+def sundial_default_jobs() -> Sequence[Mapping[str, Any]]:  # type: ignore[empty-body]
     """Return the jobs the plugin needs, as job documents (validated like any input).
 
     Each needs a stable ``id``; a job that exists already is left as it is.

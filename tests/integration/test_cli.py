@@ -1,0 +1,67 @@
+"""The command line on the embedded store: the README's quick start, and errors that name the problem."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sundial.cli import main
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(tmp_path)  # the embedded default: sundial.db in the working directory
+    for name in [n for n in os.environ if n.startswith("SUNDIAL_") and not n.startswith("SUNDIAL_TEST_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SUNDIAL_LOG_LEVEL", "WARNING")
+    return CliRunner()
+
+
+def run(cli: CliRunner, *args: str) -> str:
+    result = cli.invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_quick_start_defines_and_inspects_a_job(cli: CliRunner, tmp_path: Path) -> None:
+    out = run(cli, "jobs", "add", "--id", "hello", "--name", "Say hello", "--handler", "sundial.log_message",
+              "--every", "5", "--payload", '{"message": "hello"}')  # fmt: skip
+    assert "hello" in out and "interval" in out
+    assert (tmp_path / "sundial.db").exists()
+    jobs = json.loads(run(cli, "jobs", "list", "--json"))
+    assert {j["id"] for j in jobs} == {"hello", "sundial.prune_run_history"}
+    run(cli, "jobs", "run", "hello")
+    runs = json.loads(run(cli, "runs", "list", "--job", "hello", "--json"))
+    assert [r["status"] for r in runs] == ["pending"]
+    assert run(cli, "jobs", "pause", "hello").strip() == "pause: hello"
+    assert [j["state"] for j in json.loads(run(cli, "jobs", "list", "--json")) if j["id"] == "hello"] == ["paused"]
+
+
+def test_bad_input_exits_non_zero_naming_the_field(cli: CliRunner) -> None:
+    result = cli.invoke(
+        main, ["jobs", "add", "--name", "x", "--handler", "sundial.log_message", "--cron", "61 * * * *"]
+    )
+    assert result.exit_code == 1 and "cron_expression" in result.output
+    result = cli.invoke(main, ["jobs", "add", "--name", "x", "--handler", "nobody.home", "--every", "5"])
+    assert result.exit_code == 1 and "unknown handler 'nobody.home'" in result.output
+    result = cli.invoke(main, ["jobs", "pause", "missing"])
+    assert result.exit_code == 1 and "no job with id 'missing'" in result.output
+
+
+def test_a_bad_setting_stops_the_start(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUNDIAL_DATABASE_URL", "mysql://nope")
+    result = cli.invoke(main, ["jobs", "list"])
+    assert result.exit_code == 1 and "database_url" in result.output
+
+
+def test_events_and_explain(cli: CliRunner) -> None:
+    run(cli, "jobs", "add", "--id", "bind", "--name", "bind", "--handler", "sundial.log_message",
+        "--on-event", "barcode.activated")  # fmt: skip
+    assert "1 runs created" in run(cli, "events", "emit", "barcode.activated", "--id", "e1", "--payload", '{"c": 1}')
+    assert "0 runs created" in run(cli, "events", "emit", "barcode.activated", "--id", "e1")
+    out = run(cli, "runs", "explain", "bind", "2020-01-01T00:00:00+00:00")
+    assert "no fire time" in out

@@ -1,0 +1,175 @@
+"""The job store's contract, run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sundial.abc import Claim
+from sundial.clock import FakeClock
+from sundial.control import Control
+from sundial.errors import Conflict, NotFound
+from sundial.run import RunStatus
+from sundial.store.rows import Outcome
+from sundial.store.sqlalchemy import SQLStore
+
+UTC = UTC
+
+
+@pytest.fixture
+def control(store: SQLStore, clock: FakeClock) -> Control:
+    return Control(store, {"test.noop"}, clock)
+
+
+def add(control: Control, job_id: str = "j", **extra: object) -> None:
+    control.add_job({"id": job_id, "name": job_id, "handler": "test.noop", "type": "date",
+                     "run_at": "2026-03-02T12:00:00+00:00", **extra})  # fmt: skip
+
+
+def pending_run(store: SQLStore, control: Control, job_id: str = "j", **extra: object) -> int:
+    add(control, job_id, **extra)
+    return control.run_now(job_id).id
+
+
+def claim(store: SQLStore, worker: str = "w1", lease: float = 30.0) -> Claim:
+    got = store.claim(worker, lease, statuses=(RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RETRYING))
+    assert got is not None
+    return got
+
+
+def test_jobs_round_trip_with_every_field(store: SQLStore, control: Control) -> None:
+    control.add_job({"id": "full", "name": "Full", "handler": "test.noop", "type": "cron",
+                     "cron_expression": "0 9 * * mon-fri", "timezone": "Asia/Shanghai",
+                     "payload_template": {"nested": {"list": [1, 2.5, None, "ü"]}},
+                     "retry_policy": {"max_retries": 7, "backoff": "fixed", "delay_seconds": 3,
+                                      "max_delay_seconds": 30},
+                     "misfire_grace_seconds": 120, "coalesce": False, "max_instances": 2, "overlap": "queue",
+                     "timeout_seconds": 42, "jitter_seconds": 1.5, "queue": "mail", "priority": 5})  # fmt: skip
+    job = store.get_job("full")
+    assert job.trigger.timezone == "Asia/Shanghai" and job.trigger.cron_expression == "0 9 * * mon-fri"
+    assert job.payload_template == {"nested": {"list": [1, 2.5, None, "ü"]}}
+    assert (job.retry_policy.max_retries, job.retry_policy.backoff, job.retry_policy.max_delay_seconds) == (
+        7,
+        "fixed",
+        30,
+    )
+    assert (job.misfire_grace_seconds, job.coalesce, job.max_instances, job.overlap) == (120, False, 2, "queue")
+    assert (job.timeout_seconds, job.jitter_seconds, job.queue, job.priority) == (42, 1.5, "mail", 5)
+    # 09:00 in Shanghai is 01:00 UTC; the clock is at Monday 2 March 12:00 UTC
+    assert job.next_run_at == datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
+    assert job.next_run_at.tzinfo is UTC and job.version == 1
+
+
+def test_duplicate_ids_and_missing_jobs_are_errors(store: SQLStore, control: Control) -> None:
+    add(control)
+    with pytest.raises(Conflict):
+        add(control)
+    with pytest.raises(NotFound):
+        store.get_job("nope")
+    with pytest.raises(NotFound):
+        store.delete_job("nope")
+
+
+def test_updates_are_checked_against_the_version(store: SQLStore, control: Control) -> None:
+    add(control)
+    job = store.get_job("j")
+    control.update_job("j", {"name": "renamed"}, expected_version=1)
+    with pytest.raises(Conflict, match="version 2, not 1"):
+        control.update_job("j", {"name": "lost update"}, expected_version=1)
+    assert store.get_job("j").name == "renamed" and store.get_job("j").created_at == job.created_at
+
+
+def test_a_bad_update_stores_nothing(store: SQLStore, control: Control) -> None:
+    add(control)
+    before = store.get_job("j")
+    with pytest.raises(Exception, match="cron_expression"):
+        control.update_job("j", {"type": "cron", "run_at": None, "cron_expression": "not cron"})
+    assert store.get_job("j") == before
+
+
+def test_a_stale_fence_cannot_write_a_result(store: SQLStore, control: Control) -> None:
+    run_id = pending_run(store, control)
+    first = claim(store, "w1", lease=1)
+    assert first.fence == 1 and first.run.attempt == 1
+    # w1 stalls past its lease (leases run on the database's clock); the sweeper gives the run to w2
+    time.sleep(1.1)
+    assert store.expire_leases() == [run_id]
+    second = claim(store, "w2")
+    assert second.fence == 2 and second.run.attempt == 2
+    assert store.finish(first, Outcome(ok=True)) is None  # the late result is rejected
+    assert store.finish(second, Outcome(ok=True)) is RunStatus.SUCCEEDED
+    assert store.get_run(run_id).worker == "w2"
+    assert [a.status for a in store.attempts(run_id)] == ["lost", "succeeded"]
+
+
+def test_renewal_keeps_a_lease_and_reports_lost_ones(store: SQLStore, control: Control) -> None:
+    pending_run(store, control)
+    held = claim(store, "w1", lease=30)
+    assert store.renew([held], 30) == []
+    store.release([held])
+    assert store.renew([held], 30) == [held.run.id]
+
+
+def test_a_running_run_is_not_claimed_twice(store: SQLStore, control: Control) -> None:
+    pending_run(store, control)
+    claim(store, "w1")
+    assert store.claim("w2", 30, statuses=(RunStatus.PENDING,)) is None
+
+
+def test_failure_with_retry_then_dead(store: SQLStore, control: Control) -> None:
+    run_id = pending_run(store, control)
+    held = claim(store)
+    assert store.finish(held, Outcome(ok=False, error="boom", retry_in=0)) is RunStatus.RETRYING
+    again = claim(store)
+    assert store.finish(again, Outcome(ok=False, error="boom again")) is RunStatus.DEAD
+    run = store.get_run(run_id)
+    assert (run.status, run.failures, run.error) == (RunStatus.DEAD, 2, "boom again")
+    assert run.finished_at is not None
+
+
+def test_a_run_lost_three_times_is_dead(store: SQLStore, control: Control) -> None:
+    run_id = pending_run(store, control)
+    for _ in range(3):
+        claim(store, lease=0.2)
+        time.sleep(0.3)
+        store.expire_leases()
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.DEAD and "lease expired 3 times" in (run.error or "")
+
+
+def test_logs_are_stored_with_the_outcome(store: SQLStore, control: Control) -> None:
+    run_id = pending_run(store, control)
+    held = claim(store)
+    at = datetime(2026, 3, 2, 12, 0, 1, tzinfo=UTC)
+    store.finish(held, Outcome(ok=True, logs=[(at, "INFO", "one"), (at, "ERROR", "two")]))
+    assert [(line.level, line.message, line.at) for line in store.run_logs(run_id)] == [
+        ("INFO", "one", at),
+        ("ERROR", "two", at),
+    ]
+
+
+def test_prune_deletes_only_old_finished_runs(store: SQLStore, control: Control) -> None:
+    old = pending_run(store, control, "old")
+    held = claim(store)
+    store.finish(held, Outcome(ok=True, logs=[(datetime.now(UTC), "INFO", "x")]))
+    pending_run(store, control, "open")  # still pending: never pruned
+    assert store.prune_history(datetime.now(UTC) - timedelta(days=1)) == 0
+    assert store.prune_history(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    with pytest.raises(NotFound):
+        store.get_run(old)
+    assert store.run_logs(old) == [] and store.attempts(old) == []
+    assert len(store.list_runs(job_id="open")) == 1
+
+
+def test_deleting_a_job_deletes_its_history(store: SQLStore, control: Control) -> None:
+    run_id = pending_run(store, control)
+    store.delete_job("j")
+    with pytest.raises(NotFound):
+        store.get_run(run_id)
+
+
+def test_the_database_clock_is_used(store: SQLStore) -> None:
+    drift = abs((store.now() - datetime.now(UTC)).total_seconds())
+    assert drift < 5  # same machine: the database and local clocks agree closely
