@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from numbers import Real
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -60,7 +60,6 @@ __all__ = [
     "validate_timezone",
 ]
 
-UTC = timezone.utc
 TRIGGER_TYPES = ("cron", "interval", "date", "event")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -115,8 +114,7 @@ _MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-_MONTH_NAMES = {n: i for i, n in enumerate(
-    "jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
+_MONTH_NAMES = {n: i for i, n in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
 _DAY_NAMES = {n: i for i, n in enumerate("sun mon tue wed thu fri sat".split())}
 _APS_WEEKDAY = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # by crontab number
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # Feb 29 exists
@@ -144,8 +142,7 @@ def _parse_value(token: str, label: str, names: dict[str, int] | None) -> int:
     raise _cron_error(f"{label} field: {token!r} is not a number or a known name")
 
 
-def _parse_field(text: str, label: str, lo: int, hi: int,
-                 names: dict[str, int] | None) -> set[int]:
+def _parse_field(text: str, label: str, lo: int, hi: int, names: dict[str, int] | None) -> set[int]:
     # Day-of-week's 7 is only an alias for Sunday: '*' and 'a/n' stop at 6 so
     # they don't reach it and double Sunday up.
     top = 6 if label == "day-of-week" else hi
@@ -174,8 +171,7 @@ def _parse_field(text: str, label: str, lo: int, hi: int,
             last = max(last, first)  # so '7/2' stays 7 (Sunday), not an empty range
         for value in (first, last):
             if not lo <= value <= hi:
-                raise _cron_error(
-                    f"{label} field: {value} is out of range {lo}-{hi} in {item!r}")
+                raise _cron_error(f"{label} field: {value} is out of range {lo}-{hi} in {item!r}")
         values.update(range(first, last + 1, step))
     if label == "day-of-week" and 7 in values:
         values.discard(7)
@@ -208,9 +204,11 @@ def _compile_cron(expression: str) -> _CronPlan:
     elif len(parts) != 6:
         raise _cron_error(
             f"expected 5 fields (minute hour day-of-month month day-of-week) or 6 with "
-            f"seconds first, got {len(parts)} in {expression!r}")
+            f"seconds first, got {len(parts)} in {expression!r}"
+        )
     seconds, minutes, hours, days, months, weekdays = (
-        _parse_field(part, *spec) for part, spec in zip(parts, (_SECOND, *_FIELDS)))
+        _parse_field(part, *spec) for part, spec in zip(parts, (_SECOND, *_FIELDS))
+    )
     dom_restricted = not parts[3].startswith("*")
     dow_restricted = not parts[5].startswith("*")
     dom_possible = any(d <= _DAYS_IN_MONTH[m] for d in days for m in months)
@@ -218,8 +216,12 @@ def _compile_cron(expression: str) -> _CronPlan:
         # Would never fire; CronTrigger would also scan years up to 9999 to find that out.
         raise _cron_error(f"day-of-month {parts[3]!r} never occurs in month {parts[4]!r}")
 
-    common = dict(second=_render(seconds, 0, 59), minute=_render(minutes, 0, 59),
-                  hour=_render(hours, 0, 23), month=_render(months, 1, 12))
+    common = dict(
+        second=_render(seconds, 0, 59),
+        minute=_render(minutes, 0, 59),
+        hour=_render(hours, 0, 23),
+        month=_render(months, 1, 12),
+    )
     day = _render(days, 1, 31)
     weekday = "*" if len(weekdays) == 7 else ",".join(_APS_WEEKDAY[d] for d in sorted(weekdays))
 
@@ -308,8 +310,7 @@ def _transition(zone: ZoneInfo, lo: datetime, hi: datetime) -> datetime:
 class Schedule:
     """A compiled trigger: answers "when does it fire next?" in aware UTC."""
 
-    def __init__(self, spec: TriggerSpec, starts_at: datetime | None,
-                 ends_at: datetime | None) -> None:
+    def __init__(self, spec: TriggerSpec, starts_at: datetime | None, ends_at: datetime | None) -> None:
         self.spec = spec
         self._starts_at = starts_at
         self._ends_at = ends_at
@@ -331,8 +332,9 @@ class Schedule:
             return None
         return result
 
-    def fire_times(self, after: datetime, until: datetime, *, inclusive: bool = False,
-                   limit: int = 1000) -> list[datetime]:
+    def fire_times(
+        self, after: datetime, until: datetime, *, inclusive: bool = False, limit: int = 1000
+    ) -> list[datetime]:
         """All fire times in (after, until] ([after, until] when ``inclusive``), UTC, at most ``limit``."""
         until = _as_utc(until)
         times: list[datetime] = []
@@ -354,8 +356,9 @@ def _due(instant: datetime, after: datetime, inclusive: bool) -> bool:
 
 
 class _CronSchedule(Schedule):
-    def __init__(self, spec: TriggerSpec, zone: ZoneInfo, plan: _CronPlan,
-                 starts_at: datetime | None, ends_at: datetime | None) -> None:
+    def __init__(
+        self, spec: TriggerSpec, zone: ZoneInfo, plan: _CronPlan, starts_at: datetime | None, ends_at: datetime | None
+    ) -> None:
         super().__init__(spec, starts_at, ends_at)
         self._zone = zone
         self._plan = plan
@@ -363,21 +366,19 @@ class _CronSchedule(Schedule):
     def _next_wall(self, start: datetime) -> datetime | None:
         """First matching wall time >= ``start`` (naive), or None."""
         now = start.replace(tzinfo=UTC)
-        found = [t.get_next_fire_time(None, now) for t in self._plan.triggers]
-        found = [f for f in found if f is not None]
+        found = [f for t in self._plan.triggers if (f := t.get_next_fire_time(None, now)) is not None]
         return min(found).replace(tzinfo=None) if found else None
 
     def _next(self, after: datetime, inclusive: bool) -> datetime | None:
         zone = self._zone
         local = after.astimezone(zone)
         wall = local.replace(tzinfo=None, fold=0)
-        first_pass = wall.replace(tzinfo=zone).utcoffset()
-        second_pass = wall.replace(tzinfo=zone, fold=1).utcoffset()
-        if self._plan.every_hour and local.fold == 0 and first_pass != second_pass:
+        repeat = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        if self._plan.every_hour and local.fold == 0 and repeat != after:
             # `after` is in the first pass of a repeated hour. Wall order is not
             # time order here: later walls of this pass come before the earlier
             # walls of the second pass, so finish this pass first.
-            change = _transition(zone, after, after + (first_pass - second_pass))
+            change = _transition(zone, after, repeat)
             match = self._next_wall(wall)
             while match is not None:
                 instant = match.replace(tzinfo=zone).astimezone(UTC)
@@ -412,8 +413,9 @@ class _IntervalSchedule(Schedule):
     # float timestamps and ceil(), and for an `after` that is exactly a fire
     # time it often returns the NEXT one (about 40% of random µs-resolution
     # cases in 3.11.3), which breaks the inclusive contract.
-    def __init__(self, spec: TriggerSpec, anchor: datetime, step_us: int,
-                 starts_at: datetime | None, ends_at: datetime | None) -> None:
+    def __init__(
+        self, spec: TriggerSpec, anchor: datetime, step_us: int, starts_at: datetime | None, ends_at: datetime | None
+    ) -> None:
         super().__init__(spec, starts_at, ends_at)
         self._anchor_us = (anchor - _EPOCH) // _ONE_US
         self._step_us = step_us
@@ -430,8 +432,9 @@ class _IntervalSchedule(Schedule):
 
 
 class _DateSchedule(Schedule):
-    def __init__(self, spec: TriggerSpec, run_at: datetime,
-                 starts_at: datetime | None, ends_at: datetime | None) -> None:
+    def __init__(
+        self, spec: TriggerSpec, run_at: datetime, starts_at: datetime | None, ends_at: datetime | None
+    ) -> None:
         super().__init__(spec, starts_at, ends_at)
         self._run_at = run_at
 
@@ -452,8 +455,7 @@ def compile_trigger(spec: TriggerSpec, *, anchor: datetime | None = None) -> Sch
     :class:`TriggerError` naming the offending field.
     """
     if spec.type not in TRIGGER_TYPES:
-        raise TriggerError("type", f"unknown trigger type {spec.type!r}; "
-                                   f"expected one of {', '.join(TRIGGER_TYPES)}")
+        raise TriggerError("type", f"unknown trigger type {spec.type!r}; expected one of {', '.join(TRIGGER_TYPES)}")
     zone = validate_timezone(spec.timezone)
     starts_at = None if spec.starts_at is None else _localize(spec.starts_at, "starts_at", zone)
     ends_at = None if spec.ends_at is None else _localize(spec.ends_at, "ends_at", zone)
@@ -491,6 +493,5 @@ def compile_trigger(spec: TriggerSpec, *, anchor: datetime | None = None) -> Sch
 
     event = spec.trigger_event
     if not isinstance(event, str) or not _EVENT_RE.fullmatch(event):
-        raise TriggerError("trigger_event", "must be 1-128 characters of letters, digits "
-                                            f"and _ . : - (got {event!r})")
+        raise TriggerError("trigger_event", f"must be 1-128 characters of letters, digits and _ . : - (got {event!r})")
     return _EventSchedule(spec, starts_at, ends_at)
