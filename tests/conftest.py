@@ -8,12 +8,17 @@ tests that need it instead of skipping them.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import secrets
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -109,3 +114,83 @@ def store(request: pytest.FixtureRequest) -> SQLStore:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC))
+
+
+# -- RabbitMQ: a vhost of its own per test session -----------------------------------
+
+RABBITMQ_HOST = os.environ.get("SUNDIAL_TEST_RABBITMQ_HOST", "127.0.0.1")
+RABBITMQ_API = f"http://{RABBITMQ_HOST}:15672/api"
+
+
+class RabbitAPI:
+    """The management HTTP API, as operators see the queues."""
+
+    def __init__(self, vhost: str) -> None:
+        self.vhost = vhost
+
+    def call(self, method: str, path: str, body: object = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{RABBITMQ_API}{path}", data=data, method=method)
+        request.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read()
+        return json.loads(text) if text else None
+
+    def queue(self, name: str) -> dict[str, Any]:
+        """A queue's state (counts refresh every few seconds in the management API)."""
+        return self.call("GET", f"/queues/{quote(self.vhost, safe='')}/{quote(name, safe='')}")
+
+    def queues(self) -> list[dict[str, Any]]:
+        return self.call("GET", f"/queues/{quote(self.vhost, safe='')}")
+
+    def peek(self, name: str, count: int = 100) -> list[dict[str, Any]]:
+        """Messages in a queue, left in place."""
+        return self.call(
+            "POST",
+            f"/queues/{quote(self.vhost, safe='')}/{quote(name, safe='')}/get",
+            {"count": count, "ackmode": "ack_requeue_true", "encoding": "auto"},
+        )
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_vhost() -> Iterator[str]:
+    """A RabbitMQ vhost created for this test session (stale ones from crashed sessions are removed)."""
+    name = f"{TEST_DB_PREFIX}{int(time.time())}_{secrets.token_hex(4)}"
+    api = RabbitAPI(name)
+    try:
+        existing = api.call("GET", "/vhosts")
+    except Exception as e:
+        service_missing("the RabbitMQ management API", e)
+    for vhost in existing:
+        stamp = vhost["name"][len(TEST_DB_PREFIX) :].split("_")[0]
+        if (
+            vhost["name"].startswith(TEST_DB_PREFIX)
+            and stamp.isdigit()
+            and time.time() - int(stamp) > STALE_AFTER_SECONDS
+        ):
+            api.call("DELETE", f"/vhosts/{quote(vhost['name'], safe='')}")
+    api.call("PUT", f"/vhosts/{quote(name, safe='')}")
+    api.call("PUT", f"/permissions/{quote(name, safe='')}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+    try:
+        yield name
+    finally:
+        api.call("DELETE", f"/vhosts/{quote(name, safe='')}")
+
+
+@pytest.fixture
+def rabbit(rabbitmq_vhost: str) -> Iterator[RabbitAPI]:
+    """The session's vhost, emptied of Sundial's queues and exchanges before the test."""
+    api = RabbitAPI(rabbitmq_vhost)
+    vhost = quote(rabbitmq_vhost, safe="")
+    for queue in api.queues():
+        api.call("DELETE", f"/queues/{vhost}/{quote(queue['name'], safe='')}")
+    for exchange in api.call("GET", f"/exchanges/{vhost}"):
+        if exchange["name"].startswith("sundial."):
+            api.call("DELETE", f"/exchanges/{vhost}/{quote(exchange['name'], safe='')}")
+    yield api
+
+
+@pytest.fixture
+def rabbitmq_url(rabbit: RabbitAPI) -> str:
+    return f"amqp://guest:guest@{RABBITMQ_HOST}:5672/{quote(rabbit.vhost, safe='')}"

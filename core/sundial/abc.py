@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .job import Job
 from .run import Run
@@ -45,6 +45,17 @@ class Delivery:
     run_id: int
     claim: Claim | None = None
     tag: object = None
+    #: why the message could not be read (it is parked, never retried)
+    error: str | None = None
+
+
+@dataclass
+class PublishResult:
+    """Which runs a broker accepted durably, refused (a full queue), or never answered for."""
+
+    confirmed: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
 
 
 class Broker(ABC):
@@ -57,10 +68,12 @@ class Broker(ABC):
 
     #: True when the broker reads runs straight from the store, so no relay is needed.
     reads_outbox: bool = False
+    #: the longest retry delay the broker holds; a longer one waits in the store
+    max_delay: float = float("inf")
 
     @abstractmethod
-    def publish(self, runs: Sequence[Run]) -> None:
-        """Hand ``runs`` over; return only once the broker holds them durably."""
+    def publish(self, runs: Sequence[Run]) -> PublishResult:
+        """Hand ``runs`` over; a run is confirmed only once the broker holds it durably."""
 
     @abstractmethod
     def receive(self, queues: Sequence[str], worker: str, timeout: float) -> Delivery | None:
@@ -69,6 +82,21 @@ class Broker(ABC):
     @abstractmethod
     def settle(self, delivery: Delivery) -> None:
         """Acknowledge a delivery whose outcome the store has already recorded."""
+
+    def retry(self, delivery: Delivery, run: Run, delay: float, error: str | None) -> None:
+        """Deliver ``run`` again after about ``delay`` seconds (at most ``max_delay``), then settle."""
+        self.settle(delivery)
+
+    def dead_letter(self, delivery: Delivery, run: Run | None, reason: str) -> None:
+        """Park the delivery where an operator can inspect and replay it, then settle."""
+        self.settle(delivery)
+
+    def setup(self, queues: Sequence[str]) -> None:  # noqa: B027 - optional: only brokers with topology
+        """Declare whatever the broker needs for ``queues`` (idempotent; called at start)."""
+
+    def purge_parked(self) -> int:
+        """Empty the broker's parking queue, if it has one; return how many messages went."""
+        return 0
 
     def wake(self) -> None:  # noqa: B027 - optional: a hint brokers may ignore
         """Tell waiting receivers that new runs may be available (a hint only)."""

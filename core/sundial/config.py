@@ -43,6 +43,9 @@ class Settings:
     sweep_interval_seconds: float = 5.0
     shutdown_grace_seconds: float = 30.0
     max_payload_bytes: int = 65536
+    prefetch: int = 4
+    queue_max_length: int = 100_000
+    requeue_queued_after_seconds: float = 1800.0
     plugins_disabled: tuple[str, ...] = ()
     log_level: str = "INFO"
     worker_name: str | None = None
@@ -91,6 +94,9 @@ class SettingsSchema(Schema):
     sweep_interval_seconds = mf.Float(validate=validate.Range(min=0.1, max=3600))
     shutdown_grace_seconds = mf.Float(validate=validate.Range(min=0, max=3600))
     max_payload_bytes = mf.Integer(validate=validate.Range(min=1, max=16 * 1024 * 1024))
+    prefetch = mf.Integer(validate=validate.Range(min=1, max=10_000))
+    queue_max_length = mf.Integer(validate=validate.Range(min=1))
+    requeue_queued_after_seconds = mf.Float(validate=validate.Range(min=1))
     plugins_disabled = _List(mf.String())
     log_level = mf.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
     worker_name = mf.String(allow_none=True, validate=validate.Length(min=1, max=128))

@@ -12,10 +12,12 @@ from .brokers.embedded import EmbeddedBroker
 from .clock import Clock
 from .config import Settings
 from .control import Control
+from .deadletters import DeadLetters
 from .errors import ConfigError, SundialError, ValidationError
 from .handlers import HandlerRegistry
 from .job import Job
 from .plugins.manager import PluginFailure, Plugins, load_plugins
+from .relay import Relay
 from .run import Run
 from .scheduler import Scheduler
 from .store.migrate import current_revision, head_revision
@@ -55,13 +57,16 @@ class Engine:
         self.registry = HandlerRegistry()
         self._register_handlers()
         self.broker = broker or self._make_broker()
+        self.relay = Relay(
+            self.store, self.broker, batch_size=settings.batch_size, max_idle_seconds=settings.max_idle_seconds
+        )
         self.scheduler = Scheduler(
             self.store,
             self.registry,
             self.clock,
             batch_size=settings.batch_size,
             max_idle_seconds=settings.max_idle_seconds,
-            on_runs=self.broker.wake,
+            on_runs=self._runs_added,
         )
         self.control = Control(
             self.store,
@@ -70,6 +75,7 @@ class Engine:
             max_payload_bytes=settings.max_payload_bytes,
             on_change=self._changed,
         )
+        self.dead_letters = DeadLetters(self.store, self.broker, on_replay=self._runs_added)
         self.worker: Worker | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -77,7 +83,13 @@ class Engine:
     def _make_broker(self) -> Broker:
         if self.settings.broker_url is None:
             return EmbeddedBroker(self.store, lease_seconds=self.settings.lease_seconds)
-        raise ConfigError("broker_url: the RabbitMQ broker is not available in this build of Sundial")
+        try:
+            from .brokers.rabbitmq import RabbitMQBroker
+        except ImportError as e:
+            raise ConfigError(f"broker_url: RabbitMQ needs pika: pip install 'sundial[rabbitmq]' ({e})") from e
+        return RabbitMQBroker(
+            self.settings.broker_url, prefetch=self.settings.prefetch, queue_max_length=self.settings.queue_max_length
+        )
 
     def _register_handlers(self) -> None:
         # each plugin registers separately so a failing one is reported and skipped
@@ -95,6 +107,10 @@ class Engine:
 
     def _changed(self) -> None:
         self.scheduler.wake()
+        self._runs_added()
+
+    def _runs_added(self) -> None:
+        self.relay.wake()
         self.broker.wake()
 
     # -- start and stop --------------------------------------------------------
@@ -141,9 +157,12 @@ class Engine:
         if unknown:
             raise ConfigError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
         report = self.prepare()
+        self.broker.setup(self.settings.queues)
         if "scheduler" in roles:
             self._spawn("sundial-scheduler", self.scheduler.run, self._stop)
             self._spawn("sundial-sweeper", self._sweep)
+            if not self.broker.reads_outbox:
+                self._spawn("sundial-relay", self.relay.run, self._stop)
         if "worker" in roles:
             self.worker = Worker(
                 self.store,
@@ -186,13 +205,18 @@ class Engine:
         self._threads.append(thread)
 
     def _sweep(self) -> None:
-        """Redeliver runs whose worker's lease expired (the worker died or hung)."""
+        """Redeliver runs whose worker's lease expired (it died or hung), or whose message went missing."""
         while not self._stop.wait(self.settings.sweep_interval_seconds):
             try:
                 requeued = self.store.expire_leases()
                 if requeued:
                     log.warning("lease expired on runs %s: redelivering", requeued)
-                    self.broker.wake()
+                if not self.broker.reads_outbox:
+                    stale = self.store.requeue_stale(self.settings.requeue_queued_after_seconds)
+                    if stale:
+                        log.warning("%d runs queued too long without a worker taking them: republishing", stale)
+                if requeued:
+                    self._runs_added()
             except Exception:
                 log.exception("lease sweep failed")
 

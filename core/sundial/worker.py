@@ -17,7 +17,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .abc import Broker, Claim
+from .abc import Broker, Claim, Delivery
+from .errors import NotFound
 from .handlers import HandlerRegistry, RunContext, RunLogger
 from .job import Job
 from .run import Run, RunStatus
@@ -26,6 +27,8 @@ from .store.sqlalchemy import SQLStore
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
+# a run may be delivered before its relay marked it queued, or again after a lease expired
+_CLAIMABLE = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RETRYING)
 
 RunObserver = Callable[[Job, Run, str, "str | None"], None]
 
@@ -52,6 +55,7 @@ def retry_delay(job: Job, failures: int, rng: random.Random | None = None) -> fl
 class _Result:
     ok: bool = False
     error: str | None = None
+    final: bool = False  # no retry can help (the handler is unknown)
 
 
 class Worker:
@@ -141,13 +145,46 @@ class Worker:
             if delivery is None:
                 continue
             try:
-                claim = delivery.claim or self.store.claim(self.name, self.lease_seconds, run_id=delivery.run_id)
-                if claim is not None:
-                    self.execute(claim)
-                self.broker.settle(delivery)
+                self._handle(delivery)
             except Exception:
                 # not settled: the broker or the lease sweeper redelivers it
                 log.exception("run %s could not be completed", delivery.run_id)
+
+    def _handle(self, delivery: Delivery) -> None:
+        """Claim, execute and record one delivery, then tell the broker where it goes next."""
+        if delivery.error is not None:
+            self.broker.dead_letter(delivery, None, f"undecodable message: {delivery.error}")
+            return
+        claim = delivery.claim or self.store.claim(
+            self.name, self.lease_seconds, run_id=delivery.run_id, statuses=_CLAIMABLE
+        )
+        if claim is None:
+            self._turn_away(delivery)
+            return
+        status = self.execute(claim)
+        run = self.store.get_run(claim.run.id) if status in (RunStatus.RETRYING, RunStatus.DEAD) else claim.run
+        if status is RunStatus.RETRYING:
+            delay = (run.available_at - self.store.now()).total_seconds() if run.available_at else 0.0
+            self.broker.retry(delivery, run, max(delay, 0.0), run.error)
+        elif status is RunStatus.DEAD:
+            self.broker.dead_letter(delivery, run, run.error or "failed")
+        else:
+            self.broker.settle(delivery)
+
+    def _turn_away(self, delivery: Delivery) -> None:
+        """A delivery whose run cannot be claimed: a duplicate, early, or unknown."""
+        try:
+            run = self.store.get_run(delivery.run_id)
+        except NotFound:
+            self.broker.dead_letter(delivery, None, f"unknown run {delivery.run_id}")
+            return
+        early = run.available_at is not None and run.status in (RunStatus.RETRYING, RunStatus.PENDING)
+        wait = (run.available_at - self.store.now()).total_seconds() if early and run.available_at else 0.0
+        if wait > 0.5:
+            # back from a retry tier before its time: round again for what is left, no attempt used
+            self.broker.retry(delivery, run, wait, run.error)
+        else:
+            self.broker.settle(delivery)  # finished, or running under a live lease: a duplicate
 
     def execute(self, claim: Claim) -> RunStatus | None:
         """Run one claimed attempt to its recorded outcome; None when the result was rejected as stale."""
@@ -166,9 +203,14 @@ class Worker:
         finally:
             with self._lock:
                 self._inflight.pop(run.id, None)
-        retry_in = None if result.ok else retry_delay(job, run.failures + 1)
+        retry_in = None if result.ok or result.final else retry_delay(job, run.failures + 1)
         outcome = Outcome(
-            ok=result.ok, error=result.error, duration_seconds=duration, logs=logger.drain(), retry_in=retry_in
+            ok=result.ok,
+            error=result.error,
+            duration_seconds=duration,
+            logs=logger.drain(),
+            retry_in=retry_in,
+            retry_from_outbox=retry_in is not None and retry_in > self.broker.max_delay,
         )
         status = self.store.finish(claim, outcome)
         if status is None:
@@ -183,7 +225,7 @@ class Worker:
     def _call(self, job: Job, ctx: RunContext) -> _Result:
         info = self.registry.get(job.handler)
         if info is None:
-            return _Result(error=f"unknown handler {job.handler!r}")
+            return _Result(error=f"unknown handler {job.handler!r}", final=True)
         result = _Result()
 
         def target() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,49 +10,11 @@ import pytest
 
 from sundial.config import Settings
 from sundial.engine import Engine
-from sundial.handlers import HandlerRegistry, RunContext
-from sundial.plugins import hookimpl
 from sundial.plugins.manager import load_plugins
 from sundial.run import RunStatus
-from support import wait_for
+from support import Handlers, wait_for
 
 UTC = UTC
-
-
-class Handlers:
-    """Test handlers that record what happened to them."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, int]] = []
-        self.lock = threading.Lock()
-
-    def note(self, ctx: RunContext) -> None:
-        with self.lock:
-            self.calls.append((ctx.run_id, ctx.attempt))
-
-    @hookimpl
-    def sundial_register_handlers(self, registry: HandlerRegistry) -> None:
-        registry.add("t.record", self.record)
-        registry.add("t.flaky", self.flaky)
-        registry.add("t.hang", self.hang)
-        registry.add("t.boom", self.boom)
-
-    def record(self, ctx: RunContext) -> None:
-        self.note(ctx)
-        ctx.logger.info("payload %s", ctx.payload)
-
-    def flaky(self, ctx: RunContext) -> None:
-        """Fails until its attempt number reaches payload.succeed_on."""
-        self.note(ctx)
-        if ctx.attempt < ctx.payload["succeed_on"]:
-            raise RuntimeError(f"attempt {ctx.attempt} fails")
-
-    def hang(self, ctx: RunContext) -> None:
-        self.note(ctx)
-        ctx.cancelled.wait(30)
-
-    def boom(self, ctx: RunContext) -> None:
-        raise KeyboardInterrupt("a handler that raises BaseException")
 
 
 @pytest.fixture

@@ -173,3 +173,24 @@ def test_deleting_a_job_deletes_its_history(store: SQLStore, control: Control) -
 def test_the_database_clock_is_used(store: SQLStore) -> None:
     drift = abs((store.now() - datetime.now(UTC)).total_seconds())
     assert drift < 5  # same machine: the database and local clocks agree closely
+
+
+def test_a_retry_longer_than_the_broker_holds_waits_in_the_outbox(store: SQLStore, control: Control) -> None:
+    run_id = pending_run(store, control)
+    held = claim(store)
+    status = store.finish(held, Outcome(ok=False, error="later", retry_in=7200, retry_from_outbox=True))
+    assert status is RunStatus.PENDING
+    run = store.get_run(run_id)
+    assert run.available_at is not None and run.available_at > store.now() + timedelta(hours=1.9)
+    assert [r.id for r in store.outbox(10)] == []  # not published before it is due
+
+
+def test_a_late_confirm_does_not_mark_a_later_incarnation_queued(store: SQLStore, control: Control) -> None:
+    run_id = pending_run(store, control)
+    published = store.outbox(10)  # the relay publishes this version (fence 0) ...
+    held = claim(store)  # ... a fast worker takes it and it dies ...
+    store.finish(held, Outcome(ok=False, error="boom"))
+    assert store.replay([run_id]) == [run_id]  # ... and is replayed: pending again
+    assert store.mark_queued(published, store.now()) == 0  # the old confirm arrives late
+    assert store.get_run(run_id).status is RunStatus.PENDING  # still in the outbox, to be published anew
+    assert store.mark_queued(store.outbox(10), store.now()) == 1

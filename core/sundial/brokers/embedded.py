@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ..abc import Broker, Delivery
+from ..abc import Broker, Delivery, PublishResult
 from ..run import Run, RunStatus
 from ..store.sqlalchemy import SQLStore
 
@@ -31,9 +31,10 @@ class EmbeddedBroker(Broker):
         self._ready = threading.Condition()
         self._generation = 0
 
-    def publish(self, runs: Sequence[Run]) -> None:
+    def publish(self, runs: Sequence[Run]) -> PublishResult:
         # the runs are rows in the store already: that is the durable hand-over
         self.wake()
+        return PublishResult(confirmed=[run.id for run in runs])
 
     def receive(self, queues: Sequence[str], worker: str, timeout: float) -> Delivery | None:
         deadline = time.monotonic() + timeout

@@ -49,6 +49,8 @@ class Outcome:
     logs: Sequence[tuple[datetime, str, str]] = ()
     # seconds to wait before the next attempt; None means "no retry" (dead when failed)
     retry_in: float | None = None
+    # the wait is longer than the broker holds messages: the run waits in the outbox (pending) instead
+    retry_from_outbox: bool = False
 
 
 def job_row(job: Job) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -283,14 +284,22 @@ class SQLStore:
             ).mappings()
             return [run_from_row(r) for r in rows]
 
-    def mark_queued(self, run_ids: Sequence[int], now: datetime) -> int:
-        """Record that the broker confirmed these runs (only those still pending)."""
-        if not run_ids:
+    def mark_queued(self, runs: Sequence[Run], now: datetime) -> int:
+        """Record that the broker confirmed these runs; return how many were marked queued.
+
+        Only a run still pending with the fence it was published with is
+        marked: a confirm that arrives late must not mark a later incarnation
+        of the run (claimed since, or dead and replayed) as queued.
+        """
+        if not runs:
             return 0
         with self._write() as conn:
             return conn.execute(
                 update(t.runs)
-                .where(t.runs.c.id.in_(run_ids), t.runs.c.status == RunStatus.PENDING.value)
+                .where(
+                    tuple_(t.runs.c.id, t.runs.c.fence).in_([(run.id, run.fence) for run in runs]),
+                    t.runs.c.status == RunStatus.PENDING.value,
+                )
                 .values(status=RunStatus.QUEUED.value, queued_at=now, updated_at=now)
             ).rowcount
 
@@ -321,7 +330,12 @@ class SQLStore:
                 query = query.where(t.runs.c.queue.in_(list(queues))).order_by(
                     t.runs.c.priority.desc(), t.runs.c.available_at
                 )
-            candidates = conn.execute(query.limit(8).with_for_update(skip_locked=True)).mappings().all()
+            # a named run waits for a lock (the relay may be marking it queued); picking
+            # the next run skips locked ones, which another worker is taking
+            locking = (
+                query.with_for_update() if run_id is not None else query.limit(8).with_for_update(skip_locked=True)
+            )
+            candidates = conn.execute(locking).mappings().all()
             for candidate in candidates:
                 run = run_from_row(candidate)
                 job_row = (
@@ -395,13 +409,14 @@ class SQLStore:
         """Record an attempt's outcome; None when the claim's fence is stale (result rejected).
 
         A failure with ``retry_in`` set becomes ``retrying`` (due after that
-        delay); without it the run is ``dead``.
+        delay), or ``pending`` in the outbox when ``retry_from_outbox``;
+        without it the run is ``dead``.
         """
         now = self.now()
         if outcome.ok:
             status = RunStatus.SUCCEEDED
         elif outcome.retry_in is not None:
-            status = RunStatus.RETRYING
+            status = RunStatus.PENDING if outcome.retry_from_outbox else RunStatus.RETRYING
         else:
             status = RunStatus.DEAD
         values: dict[str, Any] = {
@@ -411,7 +426,7 @@ class SQLStore:
             "lease_owner": None,
             "lease_expires_at": None,
         }
-        if status is RunStatus.RETRYING:
+        if status in (RunStatus.RETRYING, RunStatus.PENDING):
             values["available_at"] = now + timedelta(seconds=outcome.retry_in or 0.0)
         else:
             values["finished_at"] = now
@@ -457,6 +472,69 @@ class SQLStore:
             for claim in claims:
                 released += self._requeue(conn, claim.run.id, claim.fence, now, "released at shutdown", lost=False)
         return released
+
+    def requeue_stale(self, older_than_seconds: float) -> int:
+        """Put runs queued longer than ``older_than_seconds`` back in the outbox.
+
+        Publishing again can only duplicate a delivery, which the claim turns
+        away; a message the broker lost would otherwise leave its run queued forever.
+        """
+        now = self.now()
+        with self._write() as conn:
+            return conn.execute(
+                update(t.runs)
+                .where(
+                    t.runs.c.status == RunStatus.QUEUED.value,
+                    t.runs.c.queued_at < now - timedelta(seconds=older_than_seconds),
+                )
+                .values(status=RunStatus.PENDING.value, available_at=now, updated_at=now)
+            ).rowcount
+
+    def replay(self, run_ids: Sequence[int]) -> list[int]:
+        """Give dead runs a new attempt (their attempt history goes on); return those replayed."""
+        if not run_ids:
+            return []
+        now = self.now()
+        with self._write() as conn:
+            return list(
+                conn.execute(
+                    update(t.runs)
+                    .where(t.runs.c.id.in_(list(run_ids)), t.runs.c.status == RunStatus.DEAD.value)
+                    .values(
+                        status=RunStatus.PENDING.value,
+                        available_at=now,
+                        failures=0,
+                        lost=0,
+                        finished_at=None,
+                        reason="replayed",
+                        updated_at=now,
+                    )  # fmt: skip
+                    .returning(t.runs.c.id)
+                ).scalars()
+            )
+
+    def dead_runs(self, *, job_id: str | None = None, limit: int = 1000, include_purged: bool = False) -> list[Run]:
+        """Dead runs, newest first; purged ones only when asked."""
+        query = select(t.runs).where(t.runs.c.status == RunStatus.DEAD.value)
+        if job_id is not None:
+            query = query.where(t.runs.c.job_id == job_id)
+        if not include_purged:
+            query = query.where(or_(t.runs.c.reason.is_(None), t.runs.c.reason != "purged"))
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(t.runs.c.finished_at.desc()).limit(limit)).mappings()
+            return [run_from_row(r) for r in rows]
+
+    def purge(self, run_ids: Sequence[int]) -> int:
+        """Mark dead runs purged: they leave the dead-letter list, their history stays."""
+        if not run_ids:
+            return 0
+        now = self.now()
+        with self._write() as conn:
+            return conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id.in_(list(run_ids)), t.runs.c.status == RunStatus.DEAD.value)
+                .values(reason="purged", updated_at=now)
+            ).rowcount
 
     def expire_leases(self, *, max_lost: int = 3) -> list[int]:
         """Put runs whose lease expired back in the outbox; return their ids.

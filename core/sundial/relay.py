@@ -1,0 +1,78 @@
+"""The outbox relay: publishes pending runs and marks them queued once the broker confirmed them.
+
+A run is committed to SQL before it is published, so a crash between the two
+only means it is published again (a duplicate the worker's claim turns
+away), never lost. When a work queue is full the broker refuses the run; the
+relay keeps it pending and backs off, so nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from .abc import Broker
+from .store.sqlalchemy import SQLStore
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class RelayPass:
+    """What one relay pass did."""
+
+    published: int
+    rejected: int
+    failed: int
+    full: bool  # the batch was full: more runs may be waiting
+
+
+class Relay:
+    """Moves runs from the store's outbox to the broker."""
+
+    def __init__(
+        self, store: SQLStore, broker: Broker, *, batch_size: int = 500, max_idle_seconds: float = 1.0
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.batch_size = batch_size
+        self.max_idle_seconds = max_idle_seconds
+        self.backpressure = False
+        self._wake = threading.Event()
+
+    def relay_once(self) -> RelayPass:
+        """Publish one batch of due pending runs; mark the confirmed ones queued."""
+        runs = self.store.outbox(self.batch_size)
+        if not runs:
+            return RelayPass(0, 0, 0, full=False)
+        result = self.broker.publish(runs)
+        confirmed = set(result.confirmed)
+        self.store.mark_queued([run for run in runs if run.id in confirmed], self.store.now())
+        self.backpressure = bool(result.rejected)
+        return RelayPass(len(result.confirmed), len(result.rejected), len(result.failed), len(runs) >= self.batch_size)
+
+    def wake(self) -> None:
+        """New runs are pending: publish them now rather than at the next poll."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until ``stop`` is set, backing off while the broker refuses or is away."""
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                done = self.relay_once()
+            except Exception:
+                log.exception("relay pass failed; retrying in %.1fs", backoff)
+                done = RelayPass(0, 0, 1, full=False)
+            if done.rejected or done.failed:
+                if done.rejected:
+                    log.warning("a work queue is full: %d runs stay pending, retrying in %.1fs", done.rejected, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            backoff = 0.1
+            if not done.full:
+                self._wake.wait(self.max_idle_seconds)
+                self._wake.clear()

@@ -1,0 +1,172 @@
+"""Dispatch through the live RabbitMQ: topology, confirms, retry tiers, dead letters, backpressure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pika
+import pytest
+
+from sundial.brokers.rabbitmq import RETRY_TIERS, tier_for, tier_name, work_queue
+from sundial.config import Settings
+from sundial.engine import Engine
+from sundial.plugins.manager import load_plugins
+from sundial.run import RunStatus
+from sundial.store.sqlalchemy import SQLStore
+from support import Handlers, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
+
+EngineFactory = Callable[..., Engine]
+
+
+@pytest.fixture
+def make_engine(postgres_url: str, postgres_store: SQLStore, rabbitmq_url: str) -> Iterator[EngineFactory]:
+    engines: list[Engine] = []
+
+    def make(handlers: Handlers, roles: tuple[str, ...] = ("scheduler", "worker"), **settings: Any) -> Engine:
+        config = Settings(
+            database_url=postgres_url,
+            broker_url=rabbitmq_url,
+            concurrency=2,
+            lease_seconds=5,
+            sweep_interval_seconds=0.5,
+            max_idle_seconds=0.2,
+            **settings,
+        )
+        engine = Engine(config, plugins=load_plugins(extra=[("t", handlers)], entry_points=False))
+        engine.start(roles)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.stop(grace_seconds=1)
+
+
+def now_job(job_id: str, handler: str = "t.record", **extra: Any) -> dict[str, Any]:
+    return {"id": job_id, "name": job_id, "handler": handler, "type": "date",
+            "run_at": datetime.now(UTC).isoformat(), **extra}  # fmt: skip
+
+
+def finished(engine: Engine, job_id: str) -> list:
+    return engine.store.list_runs(job_id=job_id, statuses=[RunStatus.SUCCEEDED, RunStatus.DEAD])
+
+
+def test_tiers_are_chosen_so_a_delay_is_never_cut_short() -> None:
+    assert [tier_for(d) for d in (0.1, 1, 4.9, 5, 29, 31, 7200)] == [1, 1, 1, 5, 5, 30, 3600]
+    assert [tier_name(t) for t in RETRY_TIERS] == [
+        "sundial.retry.1s", "sundial.retry.5s", "sundial.retry.30s",
+        "sundial.retry.2m", "sundial.retry.10m", "sundial.retry.1h",
+    ]  # fmt: skip
+
+
+def test_topology_reads_well_in_the_management_ui(make_engine: EngineFactory, rabbit: Any) -> None:
+    make_engine(Handlers(), queue_max_length=1234)
+    queues = {q["name"]: q for q in wait_for(lambda: len(rabbit.queues()) >= 8 and rabbit.queues())}
+    work = queues[work_queue("default")]
+    assert work["type"] == "quorum" and work["durable"]
+    assert work["arguments"]["x-max-length"] == 1234 and work["arguments"]["x-overflow"] == "reject-publish"
+    for tier in RETRY_TIERS:
+        args = queues[tier_name(tier)]["arguments"]
+        assert args["x-message-ttl"] == tier * 1000
+        assert args["x-dead-letter-exchange"] == "sundial.work"
+        assert args["x-dead-letter-strategy"] == "at-least-once"
+    assert queues["sundial.dead"]["type"] == "quorum"
+
+
+def test_runs_go_through_rabbitmq_and_are_recorded(make_engine: EngineFactory, rabbit: Any) -> None:
+    handlers = Handlers()
+    engine = make_engine(handlers)
+    for n in range(30):
+        engine.control.add_job(now_job(f"job-{n}"))
+    for n in range(30):
+        [run] = wait_for(lambda n=n: finished(engine, f"job-{n}"))
+        assert run.status is RunStatus.SUCCEEDED
+
+    def published() -> int:
+        stats = rabbit.call("GET", f"/exchanges/{rabbit.vhost}/sundial.work").get("message_stats") or {}
+        return stats.get("publish_in", 0)
+
+    wait_for(lambda: published() >= 30, timeout=20)  # management statistics refresh every few seconds
+    assert sorted(run_id for run_id, _ in handlers.calls) == sorted({run_id for run_id, _ in handlers.calls})
+
+
+def test_retry_tiers_really_delay_and_the_run_is_dead_after_max_retries(
+    make_engine: EngineFactory, rabbit: Any
+) -> None:
+    engine = make_engine(Handlers())
+    policy = {"max_retries": 2, "backoff": "fixed", "delay_seconds": 1}
+    engine.control.add_job(now_job("doomed", "t.flaky", payload_template={"succeed_on": 99}, retry_policy=policy))
+    [run] = wait_for(lambda: finished(engine, "doomed"), timeout=30)
+    assert (run.status, run.attempt, run.failures) == (RunStatus.DEAD, 3, 3)
+    attempts = engine.store.attempts(run.id)
+    gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in zip(attempts, attempts[1:])]
+    # the fixed 1 s backoff is jittered to 0.5-1 s and rides the 1 s tier: never early, not much late
+    assert all(0.5 <= gap < 3.0 for gap in gaps), gaps
+    parked = wait_for(lambda: rabbit.peek("sundial.dead"), timeout=15)
+    assert [json.loads(m["payload"])["run_id"] for m in parked] == [run.id]
+    headers = parked[0]["properties"]["headers"]
+    assert headers["x-sundial-job"] == "doomed" and headers["x-sundial-attempt"] == 3
+    assert headers["x-sundial-last-error"] == "RuntimeError: attempt 3 fails"
+
+
+def test_replay_runs_a_dead_run_again(make_engine: EngineFactory) -> None:
+    engine = make_engine(Handlers())
+    engine.control.add_job(now_job("flaky", "t.flaky", payload_template={"succeed_on": 2},
+                                   retry_policy={"max_retries": 0}))  # fmt: skip
+    [run] = wait_for(lambda: finished(engine, "flaky"))
+    assert run.status is RunStatus.DEAD
+    assert [r.id for r in engine.dead_letters.runs()] == [run.id]
+    assert engine.dead_letters.replay(job_id="flaky") == [run.id]
+    wait_for(lambda: engine.store.get_run(run.id).status is RunStatus.SUCCEEDED)
+    assert [a.status for a in engine.store.attempts(run.id)] == ["failed", "succeeded"]
+    assert engine.dead_letters.runs() == []
+
+
+def test_purge_takes_runs_off_the_list_and_empties_the_parking_queue(make_engine: EngineFactory, rabbit: Any) -> None:
+    engine = make_engine(Handlers())
+    engine.control.add_job(now_job("boom", "t.boom", retry_policy={"max_retries": 0}))
+    [run] = wait_for(lambda: finished(engine, "boom"))
+    wait_for(lambda: rabbit.peek("sundial.dead"), timeout=15)
+    assert engine.dead_letters.purge(everything=True) == 1
+    assert engine.dead_letters.runs() == [] and engine.store.get_run(run.id).status is RunStatus.DEAD
+    assert rabbit.peek("sundial.dead") == []
+
+
+def test_an_unreadable_message_is_parked_and_the_worker_goes_on(
+    make_engine: EngineFactory, rabbit: Any, rabbitmq_url: str
+) -> None:
+    engine = make_engine(Handlers())
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for body in (b"not json", b'{"v": 1, "run_id": 987654321}'):
+        channel.basic_publish("sundial.work", "default", body, pika.BasicProperties(delivery_mode=2))
+    connection.close()
+    parked = wait_for(lambda: len(rabbit.peek("sundial.dead")) == 2 and rabbit.peek("sundial.dead"), timeout=15)
+    reasons = sorted(m["properties"]["headers"]["x-sundial-last-error"] for m in parked)
+    assert reasons[0].startswith("undecodable message: not JSON")
+    assert reasons[1] == "unknown run 987654321"
+    engine.control.add_job(now_job("after"))
+    wait_for(lambda: finished(engine, "after"))
+
+
+def test_a_full_queue_keeps_runs_pending_until_there_is_room(make_engine: EngineFactory, rabbit: Any) -> None:
+    handlers = Handlers()
+    # a quorum queue applies its length limit to what it has committed, so a batch in
+    # flight can overshoot it; small batches show the limit clearly
+    scheduler = make_engine(handlers, roles=("scheduler",), queue_max_length=5, batch_size=2)
+    for n in range(20):
+        scheduler.control.add_job(now_job(f"job-{n}"))
+    wait_for(lambda: scheduler.relay.backpressure)
+    counts = scheduler.store.counts()
+    assert 5 <= counts.get("queued", 0) < 20 and counts.get("pending", 0) > 0  # refused, kept, not dropped
+    assert counts.get("queued", 0) + counts.get("pending", 0) == 20
+    make_engine(handlers, roles=("worker",), queue_max_length=5)
+    wait_for(lambda: scheduler.store.counts().get("succeeded") == 20, timeout=30)
+    assert len(handlers.calls) == 20
+    assert not scheduler.relay.backpressure
