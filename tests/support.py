@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sundial.handlers import HandlerRegistry, RunContext
@@ -56,3 +60,52 @@ class Handlers:
 
     def boom(self, ctx: RunContext) -> None:
         raise KeyboardInterrupt("a handler that raises BaseException")
+
+
+APP = Path(__file__).with_name("integration") / "app.py"
+
+
+class Process:
+    """``tests/integration/app.py`` (server.py with the test handlers) in a child process."""
+
+    def __init__(self, tmp: Path, *args: str, **env: str) -> None:
+        self.tmp = tmp
+        self.trace = tmp / "trace.log"
+        self.env = {
+            **os.environ,
+            "SUNDIAL_DATABASE_URL": f"sqlite:///{tmp / 'sundial.db'}",
+            "SUNDIAL_LEASE_SECONDS": "2",
+            "SUNDIAL_SWEEP_INTERVAL_SECONDS": "0.2",
+            "SUNDIAL_MAX_IDLE_SECONDS": "0.2",
+            "SUNDIAL_LOG_LEVEL": "INFO",
+            "SUNDIAL_TEST_TRACE": str(self.trace),
+            **env,
+        }
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = (self.tmp / f"process-{'-'.join(self.args) or 'all'}-{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(APP), *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def lines(self, event: str) -> list[str]:
+        if not self.trace.exists():
+            return []
+        return [line for line in self.trace.read_text().splitlines() if f" {event} " in line]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

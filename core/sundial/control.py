@@ -65,31 +65,42 @@ class Control:
     def update_job(self, job_id: str, changes: Mapping[str, Any], *, expected_version: int | None = None) -> Job:
         """Apply ``changes`` (a partial job document) to a job.
 
-        Changing the trigger re-times the job from now. ``expected_version``
-        (the version the caller last saw) guards against lost updates; when
-        omitted, the current version is used.
+        Changing the trigger re-times the job from now; resuming records the
+        fire times skipped while paused. ``expected_version`` (the version the
+        caller last saw) guards against lost updates; without it the change
+        is applied to the current version, retried if another edit lands first.
         """
         bad = [key for key in _IMMUTABLE if key in changes and changes[key] != job_id]
         if bad:
             raise ValidationError({key: ["cannot be changed"] for key in bad})
-        current = self.store.get_job(job_id)
-        version = current.version if expected_version is None else expected_version
+        for attempt in range(3):
+            current = self.store.get_job(job_id)
+            try:
+                stored = self._apply(
+                    current, changes, current.version if expected_version is None else expected_version
+                )
+            except Conflict:
+                if expected_version is not None or attempt == 2:
+                    raise
+                continue
+            self.on_change()
+            return stored
+        raise AssertionError("unreachable")
+
+    def _apply(self, current: Job, changes: Mapping[str, Any], version: int) -> Job:
         now = self.clock.now()
-        updated = self.validate({**job_document(current), **changes})
-        updated = updated.replace(
-            created_at=current.created_at,
-            last_executed_at=current.last_executed_at,
-            next_run_at=current.next_run_at,
+        updated = self.validate({**job_document(current), **changes}).replace(
+            created_at=current.created_at, parked_reason=current.parked_reason
         )
         if updated.trigger != current.trigger:
-            updated = updated.replace(next_run_at=first_fire(updated, now))
-        runs: list[NewRun] = []
-        if current.paused and not updated.paused and updated.trigger == current.trigger:
+            next_run_at = None if current.parked_reason else first_fire(updated, now)
+            return self.store.update_job(updated.replace(next_run_at=next_run_at), expected_version=version,
+                                         schedule=True, now=now)  # fmt: skip
+        if current.paused and not updated.paused:
             plan = fast_forward(current, now, SkipReason.PAUSED)
-            runs, updated = plan.runs, updated.replace(next_run_at=plan.next_run_at)
-        stored = self.store.update_job(updated, expected_version=version, runs=runs, now=now)
-        self.on_change()
-        return stored
+            return self.store.update_job(updated.replace(next_run_at=plan.next_run_at), expected_version=version,
+                                         runs=plan.runs, schedule=True, now=now)  # fmt: skip
+        return self.store.update_job(updated, expected_version=version, now=now)
 
     def pause(self, job_id: str, *, expected_version: int | None = None) -> Job:
         """Stop scheduling a job; its fire times while paused are recorded as skipped (reason paused)."""
@@ -142,7 +153,9 @@ class Control:
                 runs, next_run_at = [], first_fire(job, now) if job.type != "event" else None
             fixed = job.replace(parked_reason=None, next_run_at=next_run_at)
             try:
-                resumed.append(self.store.update_job(fixed, expected_version=job.version, runs=runs, now=now))
+                resumed.append(
+                    self.store.update_job(fixed, expected_version=job.version, runs=runs, schedule=True, now=now)
+                )
             except Conflict:
                 continue  # another process resumed it first
         if resumed:

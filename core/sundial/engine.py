@@ -157,7 +157,11 @@ class Engine:
         if unknown:
             raise ConfigError(f"unknown roles {sorted(unknown)}; known: {', '.join(ROLES)}")
         report = self.prepare()
-        self.broker.setup(self.settings.queues)
+        try:
+            self.broker.setup(self.settings.queues)
+        except SundialError as e:
+            # not fatal: every connection declares what it uses, once the broker answers
+            log.warning("broker not ready at start (%s); carrying on, connections retry with backoff", e)
         if "scheduler" in roles:
             self._spawn("sundial-scheduler", self.scheduler.run, self._stop)
             self._spawn("sundial-sweeper", self._sweep)

@@ -14,8 +14,6 @@ from sundial.plugins.manager import load_plugins
 from sundial.run import RunStatus
 from support import Handlers, wait_for
 
-UTC = UTC
-
 
 @pytest.fixture
 def handlers() -> Handlers:

@@ -12,7 +12,6 @@ from sundial.run import RunStatus
 from sundial.scheduler import Scheduler
 from sundial.store.sqlalchemy import SQLStore
 
-UTC = UTC
 HANDLERS = {"test.noop", "sundial.log_message"}
 
 
@@ -144,7 +143,8 @@ def test_a_stale_scheduler_cannot_create_a_second_run_for_a_fire_time(store: SQL
     job = control.add_job(every_minute())
     scheduler.tick()
     # put the job back as a scheduler that read it before the first pass would see it
-    store.update_job(store.get_job("minutely").replace(next_run_at=job.next_run_at), expected_version=2)
+    stale = store.get_job("minutely").replace(next_run_at=job.next_run_at)
+    store.update_job(stale, expected_version=stale.version, schedule=True)
     assert scheduler.tick().jobs == 1  # it is due again ...
     assert len(fire_times(store, "minutely")) == 1  # ... but the unique key keeps one run
 

@@ -16,7 +16,6 @@ from sundial.store import tables
 from sundial.store.sqlalchemy import SQLStore
 
 pytestmark = pytest.mark.postgres
-UTC = UTC
 JOBS = 150
 STEPS = 40
 

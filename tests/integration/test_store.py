@@ -15,8 +15,6 @@ from sundial.run import RunStatus
 from sundial.store.rows import Outcome
 from sundial.store.sqlalchemy import SQLStore
 
-UTC = UTC
-
 
 @pytest.fixture
 def control(store: SQLStore, clock: FakeClock) -> Control:

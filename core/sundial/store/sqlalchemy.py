@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     or_,
     select,
     tuple_,
@@ -45,7 +46,8 @@ from ..run import Attempt, Run, RunLog, RunStatus
 from . import tables as t
 from .rows import FirePlan, NewRun, Outcome, job_from_row, job_row, new_run_row, run_from_row
 
-UTC = UTC
+# columns the scheduler keeps; an operator's edit leaves them alone
+_SCHEDULER_OWNED = ("next_run_at", "parked_reason", "last_executed_at")
 
 
 def now_utc() -> datetime:
@@ -151,18 +153,30 @@ class SQLStore:
             return [job_from_row(r) for r in conn.execute(query).mappings()]
 
     def update_job(
-        self, job: Job, *, expected_version: int, runs: Sequence[NewRun] = (), now: datetime | None = None
+        self,
+        job: Job,
+        *,
+        expected_version: int,
+        runs: Sequence[NewRun] = (),
+        schedule: bool = False,
+        now: datetime | None = None,
     ) -> Job:
-        """Replace a job's definition if it is still at ``expected_version``.
+        """Replace a job's definition if it is still at ``expected_version``; return it as stored.
 
-        ``runs`` (skip records of a resume, a manual run) are stored in the
-        same transaction. ``Conflict`` when someone else changed the job
-        first, ``NotFound`` when it is gone.
+        The scheduler's own columns (``next_run_at``, ``parked_reason``,
+        ``last_executed_at``) change only with ``schedule`` (a new trigger,
+        a resume, an unpark): the scheduler advances them without raising
+        the version, so an operator's edit neither conflicts with every fire
+        nor turns a job's schedule back. ``runs`` (skip records of a resume)
+        are stored in the same transaction. ``Conflict`` when someone else
+        changed the definition first, ``NotFound`` when the job is gone.
         """
         now = now or self.now()
-        new = job.replace(version=expected_version + 1, updated_at=now)
-        values = job_row(new)
-        del values["id"], values["created_at"]
+        values = job_row(job.replace(version=expected_version + 1, updated_at=now))
+        for column in ("id", "created_at") + (() if schedule else _SCHEDULER_OWNED):
+            del values[column]
+        parked = t.jobs.c.parked_reason.is_(None) if not schedule else literal(job.parked_reason is None)
+        values["active"] = and_(literal(job.enabled), literal(not job.paused), parked)
         with self._write() as conn:
             result = conn.execute(
                 update(t.jobs).where(t.jobs.c.id == job.id, t.jobs.c.version == expected_version).values(**values)
@@ -172,12 +186,21 @@ class SQLStore:
                 if exists is None:
                     raise NotFound(f"no job with id {job.id!r}")
                 raise Conflict(f"job {job.id!r} is at version {exists[0]}, not {expected_version}")
-            created = conn.execute(select(t.jobs.c.created_at).where(t.jobs.c.id == job.id)).scalar_one()
+            stored = job_from_row(conn.execute(select(t.jobs).where(t.jobs.c.id == job.id)).mappings().one())
             if runs:
                 conn.execute(
-                    self._insert_ignoring(t.runs, ("job_id", "scheduled_at")), [new_run_row(new, r, now) for r in runs]
+                    self._insert_ignoring(t.runs, ("job_id", "scheduled_at")),
+                    [new_run_row(stored, r, now) for r in runs],
                 )
-        return new.replace(created_at=created)
+        return stored
+
+    def add_runs(self, job: Job, runs: Sequence[NewRun], *, now: datetime | None = None) -> None:
+        """Store runs of ``job`` outside its schedule (a manual run); an existing fire time is kept."""
+        now = now or self.now()
+        with self._write() as conn:
+            conn.execute(
+                self._insert_ignoring(t.runs, ("job_id", "scheduled_at")), [new_run_row(job, r, now) for r in runs]
+            )
 
     def delete_job(self, job_id: str) -> None:
         """Delete a job and its run history; ``NotFound`` when there is none."""
@@ -225,7 +248,6 @@ class SQLStore:
                     next_run_at=bindparam("b_next"),
                     parked_reason=bindparam("b_parked"),
                     active=bindparam("b_active"),
-                    version=t.jobs.c.version + 1,
                     updated_at=now,
                 ),
                 [
