@@ -76,8 +76,16 @@ class Broker(ABC):
         """Hand ``runs`` over; a run is confirmed only once the broker holds it durably."""
 
     @abstractmethod
+    def receive_many(self, queues: Sequence[str], worker: str, limit: int, timeout: float) -> list[Delivery]:
+        """Wait at most ``timeout`` seconds for runs on ``queues``; return up to ``limit`` at once.
+
+        Settle each delivery from the thread that received it.
+        """
+
     def receive(self, queues: Sequence[str], worker: str, timeout: float) -> Delivery | None:
-        """Wait at most ``timeout`` seconds for the next run on ``queues``."""
+        """One delivery, or None after ``timeout`` seconds."""
+        deliveries = self.receive_many(queues, worker, 1, timeout)
+        return deliveries[0] if deliveries else None
 
     @abstractmethod
     def settle(self, delivery: Delivery) -> None:

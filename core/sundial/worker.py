@@ -3,19 +3,27 @@
 The outcome is committed to the store before the broker is told, so a
 worker that dies in between causes a redelivery (turned away by the fence
 or run again, idempotently), never a lost run.
+
+One loop thread owns the broker connection: it receives deliveries in
+batches, claims them in one transaction, starts each handler in a thread of
+its own, and records finished outcomes in one transaction before
+acknowledging them. Batching the bookkeeping is what lets recording every run
+cost little throughput; a thread per handler is what lets a hung handler be
+abandoned at its timeout without losing a worker slot.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import socket
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .abc import Broker, Claim, Delivery
 from .errors import NotFound
@@ -52,14 +60,22 @@ def retry_delay(job: Job, failures: int, rng: random.Random | None = None) -> fl
 
 
 @dataclass
-class _Result:
+class _Running:
+    """One attempt in flight: its delivery, claim, context and deadline."""
+
+    delivery: Delivery
+    claim: Claim
+    ctx: RunContext
+    started: float
+    deadline: float
     ok: bool = False
     error: str | None = None
     final: bool = False  # no retry can help (the handler is unknown)
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Worker:
-    """A pool of threads consuming from one broker."""
+    """Executes runs from one broker, ``concurrency`` at a time."""
 
     def __init__(
         self,
@@ -82,20 +98,20 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.observe = observe
         self._stopping = threading.Event()
-        self._closed = threading.Event()
-        self._hurry = threading.Event()  # stops the lease renewer, after the grace period
-        self._threads: list[threading.Thread] = []
-        self._inflight: dict[int, tuple[Claim, RunContext]] = {}
+        self._hurry = threading.Event()
+        self._closed = threading.Event()  # stops the lease renewer, after the loop
+        self._finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._inflight: dict[int, _Running] = {}
         self._lock = threading.Lock()
+        self._loop_thread: threading.Thread | None = None
+        self._deadline = float("inf")
 
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
-        """Start the consumer threads and the lease renewer."""
-        for i in range(self.concurrency):
-            thread = threading.Thread(target=self._consume, name=f"sundial-worker-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        """Start the loop thread and the lease renewer."""
+        self._loop_thread = threading.Thread(target=self._loop, name="sundial-worker", daemon=True)
+        self._loop_thread.start()
         threading.Thread(target=self._renew_leases, name="sundial-lease-renewer", daemon=True).start()
 
     def stop(self, grace_seconds: float = 30.0) -> int:
@@ -103,18 +119,18 @@ class Worker:
 
         Returns how many runs were given back to the queue unfinished.
         """
+        self._deadline = time.monotonic() + grace_seconds
         self._stopping.set()
         self.broker.wake()
-        deadline = time.monotonic() + grace_seconds
-        for thread in self._threads:
-            while thread.is_alive() and not self._hurry.is_set() and time.monotonic() < deadline:
-                thread.join(0.1)
-        with self._lock:
-            leftover = [claim for claim, ctx in self._inflight.values()]
-            for _, ctx in self._inflight.values():
-                ctx.cancelled.set()
+        if self._loop_thread is not None:
+            self._loop_thread.join()
         self._closed.set()
-        released = self.store.release(leftover) if leftover else 0
+        with self._lock:
+            leftover = list(self._inflight.values())
+            self._inflight.clear()
+        for running in leftover:
+            running.ctx.cancelled.set()
+        released = self.store.release([r.claim for r in leftover]) if leftover else 0
         if released:
             log.warning("gave %d unfinished runs back to the queue at shutdown", released)
         return released
@@ -129,47 +145,144 @@ class Worker:
         with self._lock:
             return len(self._inflight)
 
-    # -- the run path ----------------------------------------------------------
+    # -- the loop ------------------------------------------------------------
 
-    def _consume(self) -> None:
+    def _loop(self) -> None:
         backoff = 0.5
-        while not self._stopping.is_set():
+        while True:
+            if self._stopping.is_set():
+                if not self._inflight or self._hurry.is_set() or time.monotonic() > self._deadline:
+                    return
             try:
-                delivery = self.broker.receive(self.queues, self.name, timeout=1.0)
+                room = self.concurrency - len(self._inflight)
+                if room > 0 and not self._stopping.is_set():
+                    wait = 0.0 if self._inflight else 0.5
+                    self._begin(self.broker.receive_many(self.queues, self.name, room, wait))
+                self._complete(wait=0.005 if self._inflight else 0.0)
                 backoff = 0.5
             except Exception:
-                log.exception("receiving failed; retrying in %.1fs", backoff)
+                # unsettled deliveries come back: the broker redelivers, the sweeper requeues
+                log.exception("worker loop failed; retrying in %.1fs", backoff)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-                continue
-            if delivery is None:
-                continue
-            try:
-                self._handle(delivery)
-            except Exception:
-                # not settled: the broker or the lease sweeper redelivers it
-                log.exception("run %s could not be completed", delivery.run_id)
 
-    def _handle(self, delivery: Delivery) -> None:
-        """Claim, execute and record one delivery, then tell the broker where it goes next."""
-        if delivery.error is not None:
+    def _begin(self, deliveries: list[Delivery]) -> None:
+        """Claim a batch of deliveries in one transaction and start their handlers."""
+        if not deliveries:
+            return
+        unreadable = [d for d in deliveries if d.error is not None]
+        for delivery in unreadable:
             self.broker.dead_letter(delivery, None, f"undecodable message: {delivery.error}")
+        readable = [d for d in deliveries if d.error is None]
+        claims: dict[int, Claim] = {d.run_id: d.claim for d in readable if d.claim is not None}
+        to_claim = [d.run_id for d in readable if d.claim is None]
+        if to_claim:
+            for fresh in self.store.claim_many(
+                self.name, self.lease_seconds, run_ids=to_claim, statuses=_CLAIMABLE, limit=len(to_claim)
+            ):
+                claims[fresh.run.id] = fresh
+        for delivery in readable:
+            claim = claims.pop(delivery.run_id) if delivery.run_id in claims else None
+            if claim is None:
+                self._turn_away(delivery)
+            else:
+                self._launch(delivery, claim)
+
+    def _launch(self, delivery: Delivery, claim: Claim) -> None:
+        run, job = claim.run, claim.job
+        ctx = RunContext(
+            run_id=run.id, job=job, payload=run.payload, scheduled_at=run.scheduled_at,
+            attempt=run.attempt, store=self.store, logger=RunLogger(run.id),
+        )  # fmt: skip
+        now = time.monotonic()
+        running = _Running(delivery, claim, ctx, started=now, deadline=now + job.timeout_seconds)
+        with self._lock:
+            self._inflight[run.id] = running
+        info = self.registry.get(job.handler)
+        if info is None:
+            running.error, running.final = f"unknown handler {job.handler!r}", True
+            self._finished.put(run.id)
             return
-        claim = delivery.claim or self.store.claim(
-            self.name, self.lease_seconds, run_id=delivery.run_id, statuses=_CLAIMABLE
+
+        def target() -> None:
+            try:
+                info.function(ctx)
+                running.ok = True
+            except BaseException as e:  # a handler's failure is the run's, never the worker's
+                running.error = f"{e.__class__.__name__}: {e}"[:MAX_ERROR_CHARS]
+                ctx.logger.error("%s", traceback.format_exc()[-MAX_ERROR_CHARS:])
+            running.done.set()
+            self._finished.put(run.id)
+
+        # threads cannot be killed: a handler past its timeout is abandoned with
+        # its cancellation flag set, and costs a thread, not a worker slot
+        threading.Thread(target=target, name=f"sundial-run-{run.id}", daemon=True).start()
+
+    def _complete(self, wait: float) -> None:
+        """Record every finished (or timed-out) attempt in one transaction, then settle each."""
+        done: dict[int, _Running] = {}
+        try:
+            run_id = self._finished.get(timeout=wait) if wait else self._finished.get_nowait()
+            while True:
+                with self._lock:
+                    running = self._inflight.get(run_id)
+                if running is not None:  # None: a late finisher already recorded as timed out
+                    done[run_id] = running
+                run_id = self._finished.get_nowait()
+        except queue.Empty:
+            pass
+        now = time.monotonic()
+        with self._lock:
+            late = [r for r in self._inflight.values() if r.claim.run.id not in done and now > r.deadline]
+        for running in late:
+            running.ctx.cancelled.set()
+            running.ok, running.error = False, f"timed out after {running.claim.job.timeout_seconds:g}s"
+            done[running.claim.run.id] = running
+        if not done:
+            return
+        finished = list(done.values())
+        outcomes = [(r.claim, self._outcome(r, now)) for r in finished]
+        statuses = self.store.finish_many(outcomes)
+        with self._lock:
+            for running in finished:
+                self._inflight.pop(running.claim.run.id, None)
+        for running, status in zip(finished, statuses):
+            self._route(running, status)
+
+    def _outcome(self, running: _Running, now: float) -> Outcome:
+        retry_in = (
+            None if running.ok or running.final else retry_delay(running.claim.job, running.claim.run.failures + 1)
         )
-        if claim is None:
-            self._turn_away(delivery)
+        return Outcome(
+            ok=running.ok,
+            error=running.error,
+            duration_seconds=now - running.started,
+            logs=running.ctx.logger.drain(),
+            retry_in=retry_in,
+            retry_from_outbox=retry_in is not None and retry_in > self.broker.max_delay,
+        )
+
+    def _route(self, running: _Running, status: RunStatus | None) -> None:
+        """Tell the broker where a recorded outcome sends the delivery, and tell observers."""
+        claim, delivery = running.claim, running.delivery
+        if status is None:
+            log.warning("run %s: result of attempt %s rejected, its lease was taken over", claim.run.id, claim.attempt)
+            self.broker.settle(delivery)
             return
-        status = self.execute(claim)
-        run = self.store.get_run(claim.run.id) if status in (RunStatus.RETRYING, RunStatus.DEAD) else claim.run
-        if status is RunStatus.RETRYING:
-            delay = (run.available_at - self.store.now()).total_seconds() if run.available_at else 0.0
-            self.broker.retry(delivery, run, max(delay, 0.0), run.error)
-        elif status is RunStatus.DEAD:
-            self.broker.dead_letter(delivery, run, run.error or "failed")
+        if status in (RunStatus.RETRYING, RunStatus.DEAD):
+            run = self.store.get_run(claim.run.id)
+            if status is RunStatus.RETRYING:
+                delay = (run.available_at - self.store.now()).total_seconds() if run.available_at else 0.0
+                self.broker.retry(delivery, run, max(delay, 0.0), run.error)
+            else:
+                self.broker.dead_letter(delivery, run, run.error or "failed")
         else:
             self.broker.settle(delivery)
+        if self.observe is not None:
+            try:
+                self.observe(claim.job, claim.run, status.value, running.error)
+            except Exception:
+                log.exception("run observer failed for run %s", claim.run.id)
 
     def _turn_away(self, delivery: Delivery) -> None:
         """A delivery whose run cannot be claimed: a duplicate, early, or unknown."""
@@ -186,67 +299,6 @@ class Worker:
         else:
             self.broker.settle(delivery)  # finished, or running under a live lease: a duplicate
 
-    def execute(self, claim: Claim) -> RunStatus | None:
-        """Run one claimed attempt to its recorded outcome; None when the result was rejected as stale."""
-        run, job = claim.run, claim.job
-        logger = RunLogger(run.id)
-        ctx = RunContext(
-            run_id=run.id, job=job, payload=run.payload, scheduled_at=run.scheduled_at,
-            attempt=run.attempt, store=self.store, logger=logger,
-        )  # fmt: skip
-        with self._lock:
-            self._inflight[run.id] = (claim, ctx)
-        try:
-            started = time.monotonic()
-            result = self._call(job, ctx)
-            duration = time.monotonic() - started
-        finally:
-            with self._lock:
-                self._inflight.pop(run.id, None)
-        retry_in = None if result.ok or result.final else retry_delay(job, run.failures + 1)
-        outcome = Outcome(
-            ok=result.ok,
-            error=result.error,
-            duration_seconds=duration,
-            logs=logger.drain(),
-            retry_in=retry_in,
-            retry_from_outbox=retry_in is not None and retry_in > self.broker.max_delay,
-        )
-        status = self.store.finish(claim, outcome)
-        if status is None:
-            log.warning("run %s: result of attempt %s rejected, its lease was taken over", run.id, run.attempt)
-        elif self.observe is not None:
-            try:
-                self.observe(job, run, status.value, result.error)
-            except Exception:
-                log.exception("run observer failed for run %s", run.id)
-        return status
-
-    def _call(self, job: Job, ctx: RunContext) -> _Result:
-        info = self.registry.get(job.handler)
-        if info is None:
-            return _Result(error=f"unknown handler {job.handler!r}", final=True)
-        result = _Result()
-
-        def target() -> None:
-            try:
-                info.function(ctx)
-                result.ok = True
-            except BaseException as e:  # a handler's failure is the run's, never the worker's
-                result.error = f"{e.__class__.__name__}: {e}"[:MAX_ERROR_CHARS]
-                ctx.logger.error("%s", traceback.format_exc()[-MAX_ERROR_CHARS:])
-
-        # the handler runs in its own thread so a hung one costs a thread, not
-        # this worker slot; threads cannot be killed, so it is abandoned with
-        # its cancellation flag set
-        thread = threading.Thread(target=target, name=f"sundial-run-{ctx.run_id}", daemon=True)
-        thread.start()
-        thread.join(job.timeout_seconds)
-        if thread.is_alive():
-            ctx.cancelled.set()
-            return _Result(error=f"timed out after {job.timeout_seconds:g}s")
-        return result
-
     def _renew_leases(self) -> None:
         interval = self.lease_seconds / 3
         while not self._closed.wait(interval):
@@ -255,10 +307,10 @@ class Worker:
             if not held:
                 continue
             try:
-                lost = self.store.renew([claim for claim, _ in held.values()], self.lease_seconds)
+                lost = self.store.renew([r.claim for r in held.values()], self.lease_seconds)
             except Exception:
                 log.exception("lease renewal failed")
                 continue
             for run_id in lost:
                 log.warning("run %s: lease lost; its result will be rejected", run_id)
-                held[run_id][1].cancelled.set()
+                held[run_id].ctx.cancelled.set()

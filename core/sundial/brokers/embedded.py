@@ -36,17 +36,17 @@ class EmbeddedBroker(Broker):
         self.wake()
         return PublishResult(confirmed=[run.id for run in runs])
 
-    def receive(self, queues: Sequence[str], worker: str, timeout: float) -> Delivery | None:
+    def receive_many(self, queues: Sequence[str], worker: str, limit: int, timeout: float) -> list[Delivery]:
         deadline = time.monotonic() + timeout
         while True:
             with self._ready:
                 seen = self._generation
-            claim = self.store.claim(worker, self.lease_seconds, queues=queues, statuses=_CLAIMABLE)
-            if claim is not None:
-                return Delivery(run_id=claim.run.id, claim=claim)
+            claims = self.store.claim_many(worker, self.lease_seconds, queues=queues, statuses=_CLAIMABLE, limit=limit)
+            if claims:
+                return [Delivery(run_id=claim.run.id, claim=claim) for claim in claims]
             left = deadline - time.monotonic()
             if left <= 0:
-                return None
+                return []
             with self._ready:
                 if self._generation == seen:
                     self._ready.wait(min(left, self.poll_seconds))

@@ -333,7 +333,7 @@ class RabbitMQBroker(Broker):
 
     # -- consuming -------------------------------------------------------------------
 
-    def receive(self, queues: Sequence[str], worker: str, timeout: float) -> Delivery | None:
+    def receive_many(self, queues: Sequence[str], worker: str, limit: int, timeout: float) -> list[Delivery]:
         try:
             link = self._link()
             if link.consume is None or link.consuming != tuple(queues):
@@ -345,19 +345,20 @@ class RabbitMQBroker(Broker):
                         work_queue(name), on_message_callback=lambda ch, m, p, b: link.buffer.append((m, p, b))
                     )
                 link.consuming = tuple(queues)
-            if not link.buffer:
-                link.connection.process_data_events(time_limit=timeout)
+            # always pump: heartbeats and acks flow even while the buffer is full
+            link.connection.process_data_events(time_limit=0 if link.buffer else timeout)
         except pika.exceptions.AMQPError as e:
             self._drop()
             raise BrokerError(f"consuming failed: {e!r}") from e
-        if not link.buffer:
-            return None
-        method, properties, body = link.buffer.popleft()
-        tag = _Tag(link, method.delivery_tag, body, properties)
-        try:
-            return Delivery(run_id=decode(body), tag=tag)
-        except ValueError as e:
-            return Delivery(run_id=0, tag=tag, error=str(e))
+        deliveries: list[Delivery] = []
+        while link.buffer and len(deliveries) < limit:
+            method, properties, body = link.buffer.popleft()
+            tag = _Tag(link, method.delivery_tag, body, properties)
+            try:
+                deliveries.append(Delivery(run_id=decode(body), tag=tag))
+            except ValueError as e:
+                deliveries.append(Delivery(run_id=0, tag=tag, error=str(e)))
+        return deliveries
 
     def settle(self, delivery: Delivery) -> None:
         tag = _tag(delivery)

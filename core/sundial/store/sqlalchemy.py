@@ -335,77 +335,146 @@ class SQLStore:
         statuses: Sequence[RunStatus] = (RunStatus.QUEUED, RunStatus.RETRYING),
         now: datetime | None = None,
     ) -> Claim | None:
-        """Start an attempt: raise the run's fence, take its lease, record the attempt.
+        """Claim one run: the given one, or the next due on ``queues``; None when there is none to claim."""
+        run_ids = None if run_id is None else [run_id]
+        claims = self.claim_many(
+            worker, lease_seconds, run_ids=run_ids, queues=queues, statuses=statuses, limit=1, now=now
+        )
+        return claims[0] if claims else None
 
-        With ``run_id`` the given run is claimed (a broker delivered it);
-        without, the next due run on ``queues`` is (the embedded broker).
-        None when there is nothing to claim: the run is finished, held by
-        a live lease, or skipped because its job is busy and forbids overlap.
+    def claim_many(
+        self,
+        worker: str,
+        lease_seconds: float,
+        *,
+        run_ids: Sequence[int] | None = None,
+        queues: Sequence[str] = ("default",),
+        statuses: Sequence[RunStatus] = (RunStatus.QUEUED, RunStatus.RETRYING),
+        limit: int = 1,
+        now: datetime | None = None,
+    ) -> list[Claim]:
+        """Start attempts, in one transaction: raise each run's fence, take its lease, record the attempt.
+
+        With ``run_ids`` those runs are claimed (a broker delivered them);
+        without, up to ``limit`` due runs on ``queues`` (the embedded broker).
+        A run is left out when it is finished, held by a live lease, or
+        skipped because its job is busy and forbids overlap (recorded as a
+        ``busy`` skip, or delayed a second for ``overlap=queue``).
         """
         now = now or self.now()
-        open_statuses = [s.value for s in statuses]
+        query = select(t.runs).where(t.runs.c.status.in_([s.value for s in statuses]), t.runs.c.available_at <= now)
+        if run_ids is not None:
+            if not run_ids:
+                return []
+            # named runs wait for their locks (the relay may be marking them queued)
+            query = query.where(t.runs.c.id.in_(list(run_ids))).order_by(t.runs.c.id).with_for_update()
+        else:
+            # picking the next runs skips locked ones: another worker is taking them
+            query = (
+                query.where(t.runs.c.queue.in_(list(queues)))
+                .order_by(t.runs.c.priority.desc(), t.runs.c.available_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
         with self._write() as conn:
-            query = select(t.runs).where(t.runs.c.status.in_(open_statuses), t.runs.c.available_at <= now)
-            if run_id is not None:
-                query = query.where(t.runs.c.id == run_id)
-            else:
-                query = query.where(t.runs.c.queue.in_(list(queues))).order_by(
-                    t.runs.c.priority.desc(), t.runs.c.available_at
+            runs = [run_from_row(r) for r in conn.execute(query).mappings()]
+            if not runs:
+                return []
+            job_ids = sorted({run.job_id for run in runs})
+            jobs = {
+                job.id: job
+                for job in (
+                    job_from_row(r)
+                    for r in conn.execute(
+                        select(t.jobs).where(t.jobs.c.id.in_(job_ids)).order_by(t.jobs.c.id).with_for_update()
+                    ).mappings()
                 )
-            # a named run waits for a lock (the relay may be marking it queued); picking
-            # the next run skips locked ones, which another worker is taking
-            locking = (
-                query.with_for_update() if run_id is not None else query.limit(8).with_for_update(skip_locked=True)
+            }
+            running: dict[str, int] = dict(
+                conn.execute(
+                    select(t.runs.c.job_id, func.count())
+                    .where(
+                        t.runs.c.job_id.in_(job_ids),
+                        t.runs.c.status == RunStatus.RUNNING.value,
+                        t.runs.c.lease_expires_at > now,
+                    )
+                    .group_by(t.runs.c.job_id)
+                ).all()
             )
-            candidates = conn.execute(locking).mappings().all()
-            for candidate in candidates:
-                run = run_from_row(candidate)
-                job_row = (
-                    conn.execute(select(t.jobs).where(t.jobs.c.id == run.job_id).with_for_update()).mappings().first()
+            chosen: list[tuple[Run, Job]] = []
+            busy: list[int] = []
+            waiting: list[int] = []
+            for run in runs:
+                job = jobs.get(run.job_id)
+                if job is None:
+                    continue
+                if running.get(job.id, 0) >= job.max_instances:
+                    (busy if job.overlap == "skip" else waiting).append(run.id)
+                    continue
+                running[job.id] = running.get(job.id, 0) + 1
+                chosen.append((run, job))
+            if busy:
+                conn.execute(
+                    update(t.runs)
+                    .where(t.runs.c.id.in_(busy))
+                    .values(status=RunStatus.SKIPPED.value, reason="busy", finished_at=now, updated_at=now)
                 )
-                if job_row is None:
-                    continue
-                job = job_from_row(job_row)
-                busy = self._running_count(conn, job.id, now) >= job.max_instances
-                if busy and job.overlap == "skip":
-                    _set_run(conn, run.id, now, status=RunStatus.SKIPPED.value, reason="busy", finished_at=now)
-                    continue
-                if busy:
-                    # overlap=queue: wait for the running instance, checked again shortly
-                    _set_run(conn, run.id, now, available_at=now + timedelta(seconds=1))
-                    continue
-                return self._start_attempt(conn, run, job, worker, lease_seconds, now)
-        return None
-
-    def _running_count(self, conn: Connection, job_id: str, now: datetime) -> int:
-        return conn.execute(
-            select(func.count()).where(
-                t.runs.c.job_id == job_id,
-                t.runs.c.status == RunStatus.RUNNING.value,
-                t.runs.c.lease_expires_at > now,
-            )
-        ).scalar_one()
-
-    def _start_attempt(self, conn: Connection, run: Run, job: Job, worker: str, lease: float, now: datetime) -> Claim:
-        fence, attempt = run.fence + 1, run.attempt + 1
-        _set_run(
-            conn, run.id, now,
-            status=RunStatus.RUNNING.value, fence=fence, attempt=attempt, worker=worker,
-            lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease), started_at=now,
-        )  # fmt: skip
-        conn.execute(
-            insert(t.run_attempts).values(
-                run_id=run.id,
-                attempt=attempt,
-                fence=fence,
+            if waiting:
+                # overlap=queue: wait for the running instance, checked again shortly
+                conn.execute(
+                    update(t.runs)
+                    .where(t.runs.c.id.in_(waiting))
+                    .values(available_at=now + timedelta(seconds=1), updated_at=now)
+                )
+            if chosen:
+                self._start_attempts(conn, chosen, worker, lease_seconds, now)
+        return [
+            Claim(
+                run=dataclasses.replace(
+                    run, status=RunStatus.RUNNING, fence=run.fence + 1, attempt=run.attempt + 1, worker=worker
+                ),
+                job=job,
+                fence=run.fence + 1,
                 worker=worker,
+            )
+            for run, job in chosen
+        ]
+
+    def _start_attempts(
+        self, conn: Connection, chosen: Sequence[tuple[Run, Job]], worker: str, lease: float, now: datetime
+    ) -> None:
+        ids = [run.id for run, _ in chosen]
+        conn.execute(
+            update(t.runs)
+            .where(t.runs.c.id.in_(ids))
+            .values(
                 status=RunStatus.RUNNING.value,
+                fence=t.runs.c.fence + 1,
+                attempt=t.runs.c.attempt + 1,
+                worker=worker,
+                lease_owner=worker,
+                lease_expires_at=now + timedelta(seconds=lease),
                 started_at=now,
-            )  # fmt: skip
+                updated_at=now,
+            )
         )
-        conn.execute(update(t.jobs).where(t.jobs.c.id == job.id).values(last_executed_at=now))
-        claimed = dataclasses.replace(run, status=RunStatus.RUNNING, fence=fence, attempt=attempt, worker=worker)
-        return Claim(run=claimed, job=job, fence=fence, worker=worker)
+        conn.execute(
+            insert(t.run_attempts),
+            [
+                {
+                    "run_id": run.id,
+                    "attempt": run.attempt + 1,
+                    "fence": run.fence + 1,
+                    "worker": worker,
+                    "status": RunStatus.RUNNING.value,
+                    "started_at": now,
+                }  # fmt: skip
+                for run, _ in chosen
+            ],
+        )
+        conn.execute(
+            update(t.jobs).where(t.jobs.c.id.in_(sorted({job.id for _, job in chosen}))).values(last_executed_at=now)
+        )
 
     def renew(self, claims: Sequence[Claim], lease_seconds: float) -> list[int]:
         """Extend the leases of ``claims``; return the run ids whose lease was lost."""
@@ -418,7 +487,7 @@ class SQLStore:
                 for r in conn.execute(
                     update(t.runs)
                     .where(
-                        or_(*(and_(t.runs.c.id == c.run.id, t.runs.c.fence == c.fence) for c in claims)),
+                        tuple_(t.runs.c.id, t.runs.c.fence).in_([(c.run.id, c.fence) for c in claims]),
                         t.runs.c.status == RunStatus.RUNNING.value,
                     )
                     .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
@@ -428,63 +497,97 @@ class SQLStore:
         return [c.run.id for c in claims if c.run.id not in held]
 
     def finish(self, claim: Claim, outcome: Outcome) -> RunStatus | None:
-        """Record an attempt's outcome; None when the claim's fence is stale (result rejected).
+        """Record one attempt's outcome; see ``finish_many``."""
+        return self.finish_many([(claim, outcome)])[0]
 
-        A failure with ``retry_in`` set becomes ``retrying`` (due after that
-        delay), or ``pending`` in the outbox when ``retry_from_outbox``;
-        without it the run is ``dead``.
+    def finish_many(self, results: Sequence[tuple[Claim, Outcome]]) -> list[RunStatus | None]:
+        """Record the outcomes of attempts in one transaction; a status per result, in order.
+
+        A result whose claim's fence is stale is rejected (None): the run was
+        given to another worker meanwhile. A failure with ``retry_in`` set
+        becomes ``retrying`` (due after that delay), or ``pending`` in the
+        outbox when ``retry_from_outbox``; without it the run is ``dead``.
         """
+        if not results:
+            return []
         now = self.now()
-        if outcome.ok:
-            status = RunStatus.SUCCEEDED
-        elif outcome.retry_in is not None:
-            status = RunStatus.PENDING if outcome.retry_from_outbox else RunStatus.RETRYING
-        else:
-            status = RunStatus.DEAD
-        values: dict[str, Any] = {
-            "status": status.value,
-            "error": outcome.error,
-            "duration_seconds": outcome.duration_seconds,
-            "lease_owner": None,
-            "lease_expires_at": None,
-        }
-        if status in (RunStatus.RETRYING, RunStatus.PENDING):
-            values["available_at"] = now + timedelta(seconds=outcome.retry_in or 0.0)
-        else:
-            values["finished_at"] = now
-        if not outcome.ok:
-            values["failures"] = t.runs.c.failures + 1
+        ids = sorted({claim.run.id for claim, _ in results})
         with self._write() as conn:
-            result = conn.execute(
-                update(t.runs)
-                .where(
-                    t.runs.c.id == claim.run.id,
-                    t.runs.c.fence == claim.fence,
-                    t.runs.c.status == RunStatus.RUNNING.value,
+            # lock the rows first, so which results are current is decided once, under the lock
+            current = {
+                (run_id, fence)
+                for run_id, fence in conn.execute(
+                    select(t.runs.c.id, t.runs.c.fence)
+                    .where(t.runs.c.id.in_(ids), t.runs.c.status == RunStatus.RUNNING.value)
+                    .order_by(t.runs.c.id)
+                    .with_for_update()
+                ).all()
+            }
+            statuses: list[RunStatus | None] = []
+            run_rows: list[dict[str, Any]] = []
+            attempt_rows: list[dict[str, Any]] = []
+            log_rows: list[dict[str, Any]] = []
+            for claim, outcome in results:
+                if (claim.run.id, claim.fence) not in current:
+                    statuses.append(None)
+                    continue
+                current.discard((claim.run.id, claim.fence))
+                status = _status_after(outcome)
+                statuses.append(status)
+                waits = status in (RunStatus.RETRYING, RunStatus.PENDING)
+                run_rows.append({
+                    "b_id": claim.run.id,
+                    "b_status": status.value,
+                    "b_error": outcome.error,
+                    "b_duration": outcome.duration_seconds,
+                    "b_available": (
+                        now + timedelta(seconds=outcome.retry_in or 0.0) if waits else claim.run.available_at
+                    ),
+                    "b_finished": None if waits else now,
+                    "b_failures": claim.run.failures + (0 if outcome.ok else 1),
+                })  # fmt: skip
+                attempt_rows.append({
+                    "b_run": claim.run.id, "b_fence": claim.fence,
+                    "b_status": RunStatus.SUCCEEDED.value if outcome.ok else RunStatus.FAILED.value,
+                    "b_error": outcome.error, "b_duration": outcome.duration_seconds,
+                })  # fmt: skip
+                log_rows.extend(
+                    {"run_id": claim.run.id, "attempt": claim.attempt, "at": at, "level": level, "message": msg}
+                    for at, level, msg in outcome.logs
                 )
-                .values(updated_at=now, **values)
-            )
-            if result.rowcount == 0:
-                return None
-            conn.execute(
-                update(t.run_attempts)
-                .where(t.run_attempts.c.run_id == claim.run.id, t.run_attempts.c.fence == claim.fence)
-                .values(
-                    status=RunStatus.SUCCEEDED.value if outcome.ok else RunStatus.FAILED.value,
-                    error=outcome.error,
-                    finished_at=now,
-                    duration_seconds=outcome.duration_seconds,
-                )
-            )
-            if outcome.logs:
+            if run_rows:
                 conn.execute(
-                    insert(t.run_logs),
-                    [
-                        {"run_id": claim.run.id, "attempt": claim.attempt, "at": at, "level": level, "message": msg}
-                        for at, level, msg in outcome.logs
-                    ],
+                    update(t.runs)
+                    .where(t.runs.c.id == bindparam("b_id"))
+                    .values(
+                        status=bindparam("b_status"),
+                        error=bindparam("b_error"),
+                        duration_seconds=bindparam("b_duration"),
+                        available_at=bindparam("b_available"),
+                        finished_at=bindparam("b_finished"),
+                        failures=bindparam("b_failures"),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                    ),
+                    run_rows,
                 )
-        return status
+                conn.execute(
+                    update(t.run_attempts)
+                    .where(
+                        t.run_attempts.c.run_id == bindparam("b_run"), t.run_attempts.c.fence == bindparam("b_fence")
+                    )
+                    .values(
+                        status=bindparam("b_status"),
+                        error=bindparam("b_error"),
+                        finished_at=now,
+                        duration_seconds=bindparam("b_duration"),
+                    ),
+                    attempt_rows,
+                )
+            if log_rows:
+                conn.execute(insert(t.run_logs), log_rows)
+        return statuses
 
     def release(self, claims: Sequence[Claim]) -> int:
         """Give claimed runs back to the queue unfinished (a graceful shutdown)."""
@@ -715,6 +818,14 @@ class SQLStore:
         """INSERT that skips rows whose ``key`` exists already (ON CONFLICT DO NOTHING)."""
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         return dialect_insert(table).on_conflict_do_nothing(index_elements=list(key))
+
+
+def _status_after(outcome: Outcome) -> RunStatus:
+    if outcome.ok:
+        return RunStatus.SUCCEEDED
+    if outcome.retry_in is None:
+        return RunStatus.DEAD
+    return RunStatus.PENDING if outcome.retry_from_outbox else RunStatus.RETRYING
 
 
 def _set_run(conn: Connection, run_id: int, now: datetime, **values: Any) -> None:
