@@ -137,8 +137,14 @@ def sundial(runs: int, lag_seconds: int, concurrency: int) -> dict[str, float]:
                     break
                 time.sleep(0.05)
             with engine.connect() as conn:
-                last = conn.execute(text("SELECT max(finished_at) FROM sundial_runs")).scalar_one()
+                created, queued, last = conn.execute(
+                    text("SELECT max(created_at), max(queued_at), max(finished_at) FROM sundial_runs")
+                ).one()
             elapsed = (last - due).total_seconds()
+            stages = {"all created": created, "all queued": queued, "all finished": last}
+            print("sundial  stages after the due time: " + ", ".join(
+                f"{name} {(at - due).total_seconds():.1f}s" for name, at in stages.items() if at is not None
+            ))
 
             # fire lag at a steady rate: 500 jobs firing every second
             start_at = datetime.now(UTC) + timedelta(seconds=2)

@@ -5,11 +5,12 @@ worker that dies in between causes a redelivery (turned away by the fence
 or run again, idempotently), never a lost run.
 
 One loop thread owns the broker connection: it receives deliveries in
-batches, claims them in one transaction, starts each handler in a thread of
-its own, and records finished outcomes in one transaction before
-acknowledging them. Batching the bookkeeping is what lets recording every run
-cost little throughput; a thread per handler is what lets a hung handler be
-abandoned at its timeout without losing a worker slot.
+batches, claims them in one transaction and hands them to ``concurrency``
+handler threads; a bookkeeper thread records finished outcomes in batches on
+a database connection of its own, and the loop acknowledges them once they
+are recorded. Batching the bookkeeping is what lets recording every run cost
+little throughput. A handler that overruns its timeout is abandoned (threads
+cannot be killed) and its thread replaced, so it never costs a worker slot.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .abc import Broker, Claim, Delivery
 from .errors import NotFound
@@ -71,11 +72,17 @@ class _Running:
     ok: bool = False
     error: str | None = None
     final: bool = False  # no retry can help (the handler is unknown)
-    done: threading.Event = field(default_factory=threading.Event)
+    recording: bool = False  # handed to the bookkeeper
+    thread: threading.Thread | None = None  # the handler thread running it, once started
+    abandoned: bool = False
+
+    @property
+    def run_id(self) -> int:
+        return self.claim.run.id
 
 
 class Worker:
-    """Executes runs from one broker, ``concurrency`` at a time."""
+    """Executes runs from one broker, ``concurrency`` at a time (those awaiting their record included)."""
 
     def __init__(
         self,
@@ -101,6 +108,9 @@ class Worker:
         self._hurry = threading.Event()
         self._closed = threading.Event()  # stops the lease renewer, after the loop
         self._finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._handler_queue: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
+        self._to_record: queue.SimpleQueue[list[tuple[_Running, Outcome]]] = queue.SimpleQueue()
+        self._recorded: queue.SimpleQueue[tuple[_Running, RunStatus | None, Run | None]] = queue.SimpleQueue()
         self._inflight: dict[int, _Running] = {}
         self._lock = threading.Lock()
         self._loop_thread: threading.Thread | None = None
@@ -113,6 +123,9 @@ class Worker:
         self._loop_thread = threading.Thread(target=self._loop, name="sundial-worker", daemon=True)
         self._loop_thread.start()
         threading.Thread(target=self._renew_leases, name="sundial-lease-renewer", daemon=True).start()
+        threading.Thread(target=self._record, name="sundial-bookkeeper", daemon=True).start()
+        for _ in range(self.concurrency):
+            self._add_handler_thread()
 
     def stop(self, grace_seconds: float = 30.0) -> int:
         """Stop receiving; let in-flight runs finish for ``grace_seconds``, then give the rest back.
@@ -125,6 +138,8 @@ class Worker:
         if self._loop_thread is not None:
             self._loop_thread.join()
         self._closed.set()
+        for _ in range(self.concurrency):
+            self._handler_queue.put(None)
         with self._lock:
             leftover = list(self._inflight.values())
             self._inflight.clear()
@@ -198,56 +213,113 @@ class Worker:
         running = _Running(delivery, claim, ctx, started=now, deadline=now + job.timeout_seconds)
         with self._lock:
             self._inflight[run.id] = running
-        info = self.registry.get(job.handler)
-        if info is None:
+        if self.registry.get(job.handler) is None:
             running.error, running.final = f"unknown handler {job.handler!r}", True
             self._finished.put(run.id)
             return
+        self._handler_queue.put(running)
 
-        def target() -> None:
+    def _add_handler_thread(self) -> None:
+        threading.Thread(target=self._handle_runs, name="sundial-handler", daemon=True).start()
+
+    def _handle_runs(self) -> None:
+        """A handler thread: runs handlers one after another until it is abandoned or stopped."""
+        while True:
+            running = self._handler_queue.get()
+            if running is None:
+                return
+            if running.recording:
+                continue  # timed out before a thread was free to start it
+            running.thread = threading.current_thread()
+            ctx = running.ctx
+            info = self.registry.get(running.claim.job.handler)
+            ok, error = False, None
             try:
+                assert info is not None, "checked before queueing"
                 info.function(ctx)
-                running.ok = True
+                ok = True
             except BaseException as e:  # a handler's failure is the run's, never the worker's
-                running.error = f"{e.__class__.__name__}: {e}"[:MAX_ERROR_CHARS]
+                error = f"{e.__class__.__name__}: {e}"[:MAX_ERROR_CHARS]
                 ctx.logger.error("%s", traceback.format_exc()[-MAX_ERROR_CHARS:])
-            running.done.set()
-            self._finished.put(run.id)
-
-        # threads cannot be killed: a handler past its timeout is abandoned with
-        # its cancellation flag set, and costs a thread, not a worker slot
-        threading.Thread(target=target, name=f"sundial-run-{run.id}", daemon=True).start()
+            with self._lock:
+                if not running.recording:  # else it timed out: its outcome is written already
+                    running.ok, running.error = ok, error
+            self._finished.put(ctx.run_id)
+            if running.abandoned:
+                return  # timed out earlier: a replacement thread has taken this one's place
 
     def _complete(self, wait: float) -> None:
-        """Record every finished (or timed-out) attempt in one transaction, then settle each."""
+        """Hand finished (or timed-out) attempts to the bookkeeper; settle those it has recorded."""
         done: dict[int, _Running] = {}
         try:
             run_id = self._finished.get(timeout=wait) if wait else self._finished.get_nowait()
             while True:
                 with self._lock:
                     running = self._inflight.get(run_id)
-                if running is not None:  # None: a late finisher already recorded as timed out
+                if running is not None and not running.recording:  # else: already recorded as timed out
                     done[run_id] = running
                 run_id = self._finished.get_nowait()
         except queue.Empty:
             pass
         now = time.monotonic()
         with self._lock:
-            late = [r for r in self._inflight.values() if r.claim.run.id not in done and now > r.deadline]
+            late = [r for r in self._inflight.values() if not r.recording and r.run_id not in done and now > r.deadline]
+            for running in late:
+                running.ok, running.error = False, f"timed out after {running.claim.job.timeout_seconds:g}s"
+                running.recording = True
         for running in late:
             running.ctx.cancelled.set()
-            running.ok, running.error = False, f"timed out after {running.claim.job.timeout_seconds:g}s"
-            done[running.claim.run.id] = running
-        if not done:
-            return
-        finished = list(done.values())
-        outcomes = [(r.claim, self._outcome(r, now)) for r in finished]
-        statuses = self.store.finish_many(outcomes)
-        with self._lock:
-            for running in finished:
-                self._inflight.pop(running.claim.run.id, None)
-        for running, status in zip(finished, statuses):
-            self._route(running, status)
+            done[running.run_id] = running
+            if running.thread is not None:
+                # threads cannot be killed: the hung one is abandoned (cancellation flag
+                # set) and replaced, so it costs a thread, not a worker slot
+                running.abandoned = True
+                self._add_handler_thread()
+        if done:
+            with self._lock:
+                for running in done.values():
+                    running.recording = True
+            self._to_record.put([(r, self._outcome(r, now)) for r in done.values()])
+        try:
+            while True:
+                running, status, run = self._recorded.get_nowait()
+                with self._lock:
+                    self._inflight.pop(running.run_id, None)
+                self._route(running, status, run)
+        except queue.Empty:
+            pass
+
+    def _record(self) -> None:
+        """The bookkeeper: record outcomes in batches, on a database connection of its own.
+
+        Recording and claiming then overlap; the loop thread still does every
+        acknowledgement, as the broker connection is its alone.
+        """
+        backoff = 0.5
+        while not (self._closed.is_set() and self._to_record.empty()):
+            try:
+                batch = self._to_record.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                while True:
+                    batch.extend(self._to_record.get_nowait())
+            except queue.Empty:
+                pass
+            while True:
+                try:
+                    statuses = self.store.finish_many([(r.claim, outcome) for r, outcome in batch])
+                    for (running, _), status in zip(batch, statuses):
+                        needs_run = status in (RunStatus.RETRYING, RunStatus.DEAD)
+                        self._recorded.put((running, status, self.store.get_run(running.run_id) if needs_run else None))
+                    break
+                except Exception:
+                    # outcomes are kept and retried: their runs stay leased (renewed) meanwhile
+                    log.exception("recording %d outcomes failed; retrying in %.1fs", len(batch), backoff)
+                    if self._closed.wait(backoff):
+                        return
+                    backoff = min(backoff * 2, 30.0)
+            backoff = 0.5
 
     def _outcome(self, running: _Running, now: float) -> Outcome:
         retry_in = (
@@ -262,15 +334,14 @@ class Worker:
             retry_from_outbox=retry_in is not None and retry_in > self.broker.max_delay,
         )
 
-    def _route(self, running: _Running, status: RunStatus | None) -> None:
+    def _route(self, running: _Running, status: RunStatus | None, run: Run | None) -> None:
         """Tell the broker where a recorded outcome sends the delivery, and tell observers."""
         claim, delivery = running.claim, running.delivery
         if status is None:
             log.warning("run %s: result of attempt %s rejected, its lease was taken over", claim.run.id, claim.attempt)
             self.broker.settle(delivery)
             return
-        if status in (RunStatus.RETRYING, RunStatus.DEAD):
-            run = self.store.get_run(claim.run.id)
+        if run is not None:
             if status is RunStatus.RETRYING:
                 delay = (run.available_at - self.store.now()).total_seconds() if run.available_at else 0.0
                 self.broker.retry(delivery, run, max(delay, 0.0), run.error)

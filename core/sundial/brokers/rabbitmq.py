@@ -311,7 +311,9 @@ class RabbitMQBroker(Broker):
                 tags[link.next_tag] = run_id
                 link.confirmed[link.next_tag] = None
                 link.next_tag += 1
-                link.publish.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+                # queue the frames on the underlying channel; the wait below sends them in one
+                # flush instead of one socket write and poll per message
+                link.publish._impl.basic_publish(exchange, routing_key, body, properties, mandatory=True)
             deadline = time.monotonic() + self.confirm_timeout
             while any(link.confirmed.get(tag) is None for tag in tags):
                 if time.monotonic() > deadline:
@@ -365,7 +367,9 @@ class RabbitMQBroker(Broker):
         if tag.link is not getattr(self._local, "link", None) or tag.link.consume is None:
             return  # its connection is gone: RabbitMQ redelivers it, and the claim turns the copy away
         try:
-            tag.link.consume.basic_ack(tag.delivery_tag)
+            # queued on the underlying channel and sent with the next flush (the next
+            # receive pumps the connection), not one socket write and poll per ack
+            tag.link.consume._impl.basic_ack(tag.delivery_tag)
         except pika.exceptions.AMQPError as e:
             self._drop()
             raise BrokerError(f"ack failed: {e!r}") from e
