@@ -16,6 +16,7 @@ from .deadletters import DeadLetters
 from .errors import ConfigError, SundialError, ValidationError
 from .handlers import HandlerRegistry
 from .job import Job
+from .loops import run_loop
 from .plugins.manager import PluginFailure, Plugins, load_plugins
 from .relay import Relay
 from .run import Run
@@ -164,7 +165,7 @@ class Engine:
             log.warning("broker not ready at start (%s); carrying on, connections retry with backoff", e)
         if "scheduler" in roles:
             self._spawn("sundial-scheduler", self.scheduler.run, self._stop)
-            self._spawn("sundial-sweeper", self._sweep)
+            self._spawn("sundial-sweeper", run_loop, self._sweep, self._stop, threading.Event(), "lease sweep")
             if not self.broker.reads_outbox:
                 self._spawn("sundial-relay", self.relay.run, self._stop)
         if "worker" in roles:
@@ -208,21 +209,18 @@ class Engine:
         thread.start()
         self._threads.append(thread)
 
-    def _sweep(self) -> None:
+    def _sweep(self) -> float:
         """Redeliver runs whose worker's lease expired (it died or hung), or whose message went missing."""
-        while not self._stop.wait(self.settings.sweep_interval_seconds):
-            try:
-                requeued = self.store.expire_leases()
-                if requeued:
-                    log.warning("lease expired on runs %s: redelivering", requeued)
-                if not self.broker.reads_outbox:
-                    stale = self.store.requeue_stale(self.settings.requeue_queued_after_seconds)
-                    if stale:
-                        log.warning("%d runs queued too long without a worker taking them: republishing", stale)
-                if requeued:
-                    self._runs_added()
-            except Exception:
-                log.exception("lease sweep failed")
+        requeued = self.store.expire_leases()
+        if requeued:
+            log.warning("lease expired on runs %s: redelivering", requeued)
+        if not self.broker.reads_outbox:
+            stale = self.store.requeue_stale(self.settings.requeue_queued_after_seconds)
+            if stale:
+                log.warning("%d runs queued too long without a worker taking them: republishing", stale)
+        if requeued:
+            self._runs_added()
+        return self.settings.sweep_interval_seconds
 
     def _observe(self, job: Job, run: Run, status: str, error: str | None) -> None:
         for name, plugin in self.plugins.manager.list_name_plugin():

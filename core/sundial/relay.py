@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from .abc import Broker
+from .loops import run_loop
 from .store.sqlalchemy import SQLStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Relay:
         self.max_idle_seconds = max_idle_seconds
         self.backpressure = False
         self._wake = threading.Event()
+        self._backoff = 0.1
 
     def relay_once(self) -> RelayPass:
         """Publish one batch of due pending runs; mark the confirmed ones queued."""
@@ -59,20 +61,16 @@ class Relay:
 
     def run(self, stop: threading.Event) -> None:
         """Relay until ``stop`` is set, backing off while the broker refuses or is away."""
-        backoff = 0.1
-        while not stop.is_set():
-            try:
-                done = self.relay_once()
-            except Exception:
-                log.exception("relay pass failed; retrying in %.1fs", backoff)
-                done = RelayPass(0, 0, 1, full=False)
-            if done.rejected or done.failed:
-                if done.rejected:
-                    log.warning("a work queue is full: %d runs stay pending, retrying in %.1fs", done.rejected, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                continue
-            backoff = 0.1
-            if not done.full:
-                self._wake.wait(self.max_idle_seconds)
-                self._wake.clear()
+        run_loop(self._step, stop, self._wake, "relay pass")
+
+    def _step(self) -> float:
+        done = self.relay_once()
+        if done.rejected or done.failed:
+            if done.rejected:
+                log.warning(
+                    "a work queue is full: %d runs stay pending, retrying in %.1fs", done.rejected, self._backoff
+                )
+            delay, self._backoff = self._backoff, min(self._backoff * 2, MAX_BACKOFF_SECONDS)
+            return delay
+        self._backoff = 0.1
+        return 0.0 if done.full else self.max_idle_seconds

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from .clock import Clock
 from .job import Job
+from .loops import run_loop
 from .run import RunStatus, SkipReason
 from .store.rows import FirePlan, NewRun
 from .store.sqlalchemy import SQLStore
@@ -170,19 +171,10 @@ class Scheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Pass after pass until ``stop`` is set; store errors are logged and retried."""
-        backoff = 0.5
-        while not stop.is_set():
-            try:
-                result = self.tick()
-                backoff = 0.5
-                if result.full:
-                    continue
-                delay = self._idle_delay()
-            except Exception:  # the loop must outlive a database outage
-                log.exception("scheduler pass failed; retrying in %.1fs", backoff)
-                delay, backoff = backoff, min(backoff * 2, 30.0)
-            self._wake.wait(delay)
-            self._wake.clear()
+        run_loop(self._step, stop, self._wake, "scheduler pass")
+
+    def _step(self) -> float:
+        return 0.0 if self.tick().full else self._idle_delay()
 
     def _idle_delay(self) -> float:
         next_due = self.store.next_due_at()
