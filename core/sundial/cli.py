@@ -52,6 +52,8 @@ class _Context:
                 format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                 stream=sys.stderr,
             )
+            # migrations announce every step at INFO; an operator needs only their outcome
+            logging.getLogger("alembic").setLevel(logging.WARNING)
         return self._settings
 
     def engine(self, *, prepare: bool = True, **overrides: Any) -> Engine:

@@ -192,3 +192,12 @@ def test_a_late_confirm_does_not_mark_a_later_incarnation_queued(store: SQLStore
     assert store.mark_queued(published, store.now()) == 0  # the old confirm arrives late
     assert store.get_run(run_id).status is RunStatus.PENDING  # still in the outbox, to be published anew
     assert store.mark_queued(store.outbox(10), store.now()) == 1
+
+
+def test_a_run_queued_too_long_goes_back_to_the_outbox(store: SQLStore, control: Control) -> None:
+    run_id = pending_run(store, control)
+    assert store.mark_queued(store.outbox(10), store.now() - timedelta(hours=2)) == 1
+    assert store.requeue_stale(older_than_seconds=3 * 3600) == 0  # not yet
+    assert store.requeue_stale(older_than_seconds=3600) == 1
+    assert store.get_run(run_id).status is RunStatus.PENDING
+    assert [r.id for r in store.outbox(10)] == [run_id]  # the relay publishes it again
