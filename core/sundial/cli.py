@@ -160,6 +160,30 @@ def migrate(ctx: _Context) -> None:
     click.echo(f"job store at revision {ctx.engine(prepare=False).store.migrate()}")
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@_fail_cleanly
+def status(ctx: _Context, as_json: bool) -> None:
+    """How the store looks: runs by status, outbox lag, parked jobs, dead letters, plugin failures."""
+    engine = ctx.engine()
+    report = {
+        "store": engine.store.dialect,
+        "broker": "embedded" if engine.settings.embedded else "rabbitmq",
+        "runs": engine.store.counts(),
+        "outbox_lag_seconds": round(engine.store.outbox_lag(), 3),
+        "parked_jobs": {job.id: job.parked_reason for job in engine.store.list_jobs(parked=True)},
+        "dead_letters": len(engine.dead_letters.runs(limit=100_000)),
+        "plugin_failures": {f.name: f.error for f in engine.plugins.failures},
+        "handlers": engine.registry.names(),
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        click.echo(f"{key:20} {value}")
+
+
 # -- managing jobs on the store directly ---------------------------------------
 
 

@@ -65,3 +65,12 @@ def test_events_and_explain(cli: CliRunner) -> None:
     assert "0 runs created" in run(cli, "events", "emit", "barcode.activated", "--id", "e1")
     out = run(cli, "runs", "explain", "bind", "2020-01-01T00:00:00+00:00")
     assert "no fire time" in out
+
+
+def test_status_reports_the_store(cli: CliRunner) -> None:
+    run(cli, "jobs", "add", "--id", "hello", "--name", "hello", "--handler", "sundial.log_message", "--every", "5")
+    run(cli, "jobs", "run", "hello")
+    report = json.loads(run(cli, "status", "--json"))
+    assert report["store"] == "sqlite" and report["broker"] == "embedded"
+    assert report["runs"] == {"pending": 1} and report["dead_letters"] == 0
+    assert report["outbox_lag_seconds"] >= 0 and "sundial.log_message" in report["handlers"]

@@ -812,6 +812,14 @@ class SQLStore:
             rows = conn.execute(select(t.runs.c.status, func.count()).group_by(t.runs.c.status)).all()
         return {status: n for status, n in rows}
 
+    def outbox_lag(self) -> float:
+        """Seconds the oldest due pending run has waited: how far publishing is behind (0 when caught up)."""
+        with self._read() as conn:
+            oldest = conn.execute(
+                select(func.min(t.runs.c.available_at)).where(t.runs.c.status == RunStatus.PENDING.value)
+            ).scalar_one_or_none()
+        return max(0.0, (self.now() - oldest).total_seconds()) if oldest is not None else 0.0
+
     # -- helpers -------------------------------------------------------------
 
     def _insert_ignoring(self, table: Any, key: Sequence[str]) -> Any:
