@@ -164,15 +164,23 @@ class Worker:
 
     def _loop(self) -> None:
         backoff = 0.5
+        # a broker that reads the store answers each receive with a write transaction:
+        # while handlers run, ask it at most this often (RabbitMQ is asked every pass,
+        # which also flushes acknowledgements and heartbeats)
+        poll_gap = 0.1 if self.broker.reads_outbox else 0.0
+        next_receive = 0.0
         while True:
             if self._stopping.is_set():
                 if not self._inflight or self._hurry.is_set() or time.monotonic() > self._deadline:
                     return
             try:
                 room = self.concurrency - len(self._inflight)
-                if room > 0 and not self._stopping.is_set():
+                if room > 0 and not self._stopping.is_set() and time.monotonic() >= next_receive:
                     wait = 0.0 if self._inflight else 0.5
-                    self._begin(self.broker.receive_many(self.queues, self.name, room, wait))
+                    deliveries = self.broker.receive_many(self.queues, self.name, room, wait)
+                    busy_and_empty = not deliveries and self._inflight
+                    next_receive = time.monotonic() + poll_gap if busy_and_empty else 0.0
+                    self._begin(deliveries)
                 self._complete(wait=0.005 if self._inflight else 0.0)
                 backoff = 0.5
             except Exception:
