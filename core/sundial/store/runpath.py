@@ -1,0 +1,463 @@
+"""The run path in the store: the outbox, claims with fencing tokens and leases, outcomes, redelivery.
+
+Every write here is one short transaction guarded so that it can be repeated
+safely: a lost COMMIT on PostgreSQL leaves the caller unsure whether it
+happened, and the next attempt must not do it twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+
+from ..abc import Claim
+from ..job import Job
+from ..run import Run, RunStatus
+from . import tables as t
+from .base import StoreBase
+from .rows import Outcome, job_from_row, run_from_row
+
+
+class RunPath(StoreBase):
+    """The operations workers, brokers and the relay perform on runs."""
+
+    def outbox(self, limit: int) -> list[Run]:
+        """Pending runs due now, oldest first: what the relay publishes next."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.runs)
+                .where(t.runs.c.status == RunStatus.PENDING.value, t.runs.c.available_at <= self.now())
+                .order_by(t.runs.c.available_at)
+                .limit(limit)
+            ).mappings()
+            return [run_from_row(r) for r in rows]
+
+    def mark_queued(self, runs: Sequence[Run], now: datetime) -> int:
+        """Record that the broker confirmed these runs; return how many were marked queued.
+
+        Only a run still pending with the fence it was published with is
+        marked: a confirm that arrives late must not mark a later incarnation
+        of the run (claimed since, or dead and replayed) as queued.
+        """
+        if not runs:
+            return 0
+        with self._write() as conn:
+            return conn.execute(
+                update(t.runs)
+                .where(
+                    tuple_(t.runs.c.id, t.runs.c.fence).in_([(run.id, run.fence) for run in runs]),
+                    t.runs.c.status == RunStatus.PENDING.value,
+                )
+                .values(status=RunStatus.QUEUED.value, queued_at=now, updated_at=now)
+            ).rowcount
+
+    def claim(
+        self,
+        worker: str,
+        lease_seconds: float,
+        *,
+        run_id: int | None = None,
+        queues: Sequence[str] = ("default",),
+        statuses: Sequence[RunStatus] = (RunStatus.QUEUED, RunStatus.RETRYING),
+        now: datetime | None = None,
+    ) -> Claim | None:
+        """Claim one run: the given one, or the next due on ``queues``; None when there is none to claim."""
+        run_ids = None if run_id is None else [run_id]
+        claims = self.claim_many(
+            worker, lease_seconds, run_ids=run_ids, queues=queues, statuses=statuses, limit=1, now=now
+        )
+        return claims[0] if claims else None
+
+    def claim_many(
+        self,
+        worker: str,
+        lease_seconds: float,
+        *,
+        run_ids: Sequence[int] | None = None,
+        queues: Sequence[str] = ("default",),
+        statuses: Sequence[RunStatus] = (RunStatus.QUEUED, RunStatus.RETRYING),
+        limit: int = 1,
+        now: datetime | None = None,
+    ) -> list[Claim]:
+        """Start attempts, in one transaction: raise each run's fence, take its lease, record the attempt.
+
+        With ``run_ids`` those runs are claimed (a broker delivered them);
+        without, up to ``limit`` due runs on ``queues`` (the embedded broker).
+        A run is left out when it is finished, held by a live lease, or
+        skipped because its job is busy and forbids overlap (recorded as a
+        ``busy`` skip, or delayed a second for ``overlap=queue``).
+        """
+        now = now or self.now()
+        query = select(t.runs).where(t.runs.c.status.in_([s.value for s in statuses]), t.runs.c.available_at <= now)
+        if run_ids is not None:
+            if not run_ids:
+                return []
+            # named runs wait for their locks (the relay may be marking them queued)
+            query = query.where(t.runs.c.id.in_(list(run_ids))).order_by(t.runs.c.id).with_for_update()
+        else:
+            # picking the next runs skips locked ones: another worker is taking them
+            query = (
+                query.where(t.runs.c.queue.in_(list(queues)))
+                .order_by(t.runs.c.priority.desc(), t.runs.c.available_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        with self._write() as conn:
+            runs = [run_from_row(r) for r in conn.execute(query).mappings()]
+            if not runs:
+                return []
+            job_ids = sorted({run.job_id for run in runs})
+            jobs = {
+                job.id: job
+                for job in (
+                    job_from_row(r)
+                    for r in conn.execute(
+                        select(t.jobs).where(t.jobs.c.id.in_(job_ids)).order_by(t.jobs.c.id).with_for_update()
+                    ).mappings()
+                )
+            }
+            running: dict[str, int] = dict(
+                conn.execute(
+                    select(t.runs.c.job_id, func.count())
+                    .where(
+                        t.runs.c.job_id.in_(job_ids),
+                        t.runs.c.status == RunStatus.RUNNING.value,
+                        t.runs.c.lease_expires_at > now,
+                    )
+                    .group_by(t.runs.c.job_id)
+                ).all()
+            )
+            chosen: list[tuple[Run, Job]] = []
+            busy: list[int] = []
+            waiting: list[int] = []
+            for run in runs:
+                job = jobs.get(run.job_id)
+                if job is None:
+                    continue
+                if running.get(job.id, 0) >= job.max_instances:
+                    (busy if job.overlap == "skip" else waiting).append(run.id)
+                    continue
+                running[job.id] = running.get(job.id, 0) + 1
+                chosen.append((run, job))
+            if busy:
+                conn.execute(
+                    update(t.runs)
+                    .where(t.runs.c.id.in_(busy))
+                    .values(status=RunStatus.SKIPPED.value, reason="busy", finished_at=now, updated_at=now)
+                )
+            if waiting:
+                # overlap=queue: wait for the running instance, checked again shortly
+                conn.execute(
+                    update(t.runs)
+                    .where(t.runs.c.id.in_(waiting))
+                    .values(available_at=now + timedelta(seconds=1), updated_at=now)
+                )
+            if chosen:
+                self._start_attempts(conn, chosen, worker, lease_seconds, now)
+        return [
+            Claim(
+                run=dataclasses.replace(
+                    run, status=RunStatus.RUNNING, fence=run.fence + 1, attempt=run.attempt + 1, worker=worker
+                ),
+                job=job,
+                fence=run.fence + 1,
+                worker=worker,
+            )
+            for run, job in chosen
+        ]
+
+    def _start_attempts(
+        self, conn: Connection, chosen: Sequence[tuple[Run, Job]], worker: str, lease: float, now: datetime
+    ) -> None:
+        ids = [run.id for run, _ in chosen]
+        conn.execute(
+            update(t.runs)
+            .where(t.runs.c.id.in_(ids))
+            .values(
+                status=RunStatus.RUNNING.value,
+                fence=t.runs.c.fence + 1,
+                attempt=t.runs.c.attempt + 1,
+                worker=worker,
+                lease_owner=worker,
+                lease_expires_at=now + timedelta(seconds=lease),
+                started_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            insert(t.run_attempts),
+            [
+                {
+                    "run_id": run.id,
+                    "attempt": run.attempt + 1,
+                    "fence": run.fence + 1,
+                    "worker": worker,
+                    "status": RunStatus.RUNNING.value,
+                    "started_at": now,
+                }  # fmt: skip
+                for run, _ in chosen
+            ],
+        )
+        conn.execute(
+            update(t.jobs).where(t.jobs.c.id.in_(sorted({job.id for _, job in chosen}))).values(last_executed_at=now)
+        )
+
+    def renew(self, claims: Sequence[Claim], lease_seconds: float) -> list[int]:
+        """Extend the leases of ``claims``; return the run ids whose lease was lost."""
+        if not claims:
+            return []
+        now = self.now()
+        with self._write() as conn:
+            held = {
+                r.id
+                for r in conn.execute(
+                    update(t.runs)
+                    .where(
+                        tuple_(t.runs.c.id, t.runs.c.fence).in_([(c.run.id, c.fence) for c in claims]),
+                        t.runs.c.status == RunStatus.RUNNING.value,
+                    )
+                    .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+                    .returning(t.runs.c.id)
+                )
+            }
+        return [c.run.id for c in claims if c.run.id not in held]
+
+    def finish(self, claim: Claim, outcome: Outcome) -> RunStatus | None:
+        """Record one attempt's outcome; see ``finish_many``."""
+        return self.finish_many([(claim, outcome)])[0]
+
+    def finish_many(self, results: Sequence[tuple[Claim, Outcome]]) -> list[RunStatus | None]:
+        """Record the outcomes of attempts in one transaction; a status per result, in order.
+
+        A result whose claim's fence is stale is rejected (None): the run was
+        given to another worker meanwhile. A failure with ``retry_in`` set
+        becomes ``retrying`` (due after that delay), or ``pending`` in the
+        outbox when ``retry_from_outbox``; without it the run is ``dead``.
+        """
+        if not results:
+            return []
+        now = self.now()
+        ids = sorted({claim.run.id for claim, _ in results})
+        with self._write() as conn:
+            # lock the rows first, so which results are current is decided once, under the lock
+            current = {
+                (run_id, fence)
+                for run_id, fence in conn.execute(
+                    select(t.runs.c.id, t.runs.c.fence)
+                    .where(t.runs.c.id.in_(ids), t.runs.c.status == RunStatus.RUNNING.value)
+                    .order_by(t.runs.c.id)
+                    .with_for_update()
+                ).all()
+            }
+            statuses: list[RunStatus | None] = []
+            run_rows: list[dict[str, Any]] = []
+            attempt_rows: list[dict[str, Any]] = []
+            log_rows: list[dict[str, Any]] = []
+            for claim, outcome in results:
+                if (claim.run.id, claim.fence) not in current:
+                    statuses.append(None)
+                    continue
+                current.discard((claim.run.id, claim.fence))
+                status = _status_after(outcome)
+                statuses.append(status)
+                waits = status in (RunStatus.RETRYING, RunStatus.PENDING)
+                run_rows.append({
+                    "b_id": claim.run.id,
+                    "b_status": status.value,
+                    "b_error": outcome.error,
+                    "b_duration": outcome.duration_seconds,
+                    "b_available": (
+                        now + timedelta(seconds=outcome.retry_in or 0.0) if waits else claim.run.available_at
+                    ),
+                    "b_finished": None if waits else now,
+                    "b_failures": claim.run.failures + (0 if outcome.ok else 1),
+                })  # fmt: skip
+                attempt_rows.append({
+                    "b_run": claim.run.id, "b_fence": claim.fence,
+                    "b_status": RunStatus.SUCCEEDED.value if outcome.ok else RunStatus.FAILED.value,
+                    "b_error": outcome.error, "b_duration": outcome.duration_seconds,
+                })  # fmt: skip
+                log_rows.extend(
+                    {"run_id": claim.run.id, "attempt": claim.attempt, "at": at, "level": level, "message": msg}
+                    for at, level, msg in outcome.logs
+                )
+            if run_rows:
+                conn.execute(
+                    update(t.runs)
+                    .where(t.runs.c.id == bindparam("b_id"))
+                    .values(
+                        status=bindparam("b_status"),
+                        error=bindparam("b_error"),
+                        duration_seconds=bindparam("b_duration"),
+                        available_at=bindparam("b_available"),
+                        finished_at=bindparam("b_finished"),
+                        failures=bindparam("b_failures"),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                    ),
+                    run_rows,
+                )
+                conn.execute(
+                    update(t.run_attempts)
+                    .where(
+                        t.run_attempts.c.run_id == bindparam("b_run"), t.run_attempts.c.fence == bindparam("b_fence")
+                    )
+                    .values(
+                        status=bindparam("b_status"),
+                        error=bindparam("b_error"),
+                        finished_at=now,
+                        duration_seconds=bindparam("b_duration"),
+                    ),
+                    attempt_rows,
+                )
+            if log_rows:
+                conn.execute(insert(t.run_logs), log_rows)
+        return statuses
+
+    def release(self, claims: Sequence[Claim]) -> int:
+        """Give claimed runs back to the queue unfinished (a graceful shutdown)."""
+        now = self.now()
+        released = 0
+        with self._write() as conn:
+            for claim in claims:
+                released += self._requeue(conn, claim.run.id, claim.fence, now, "released at shutdown", lost=False)
+        return released
+
+    def requeue_stale(self, older_than_seconds: float) -> int:
+        """Put runs queued longer than ``older_than_seconds`` back in the outbox.
+
+        Publishing again can only duplicate a delivery, which the claim turns
+        away; a message the broker lost would otherwise leave its run queued forever.
+        """
+        now = self.now()
+        with self._write() as conn:
+            return conn.execute(
+                update(t.runs)
+                .where(
+                    t.runs.c.status == RunStatus.QUEUED.value,
+                    t.runs.c.queued_at < now - timedelta(seconds=older_than_seconds),
+                )
+                .values(status=RunStatus.PENDING.value, available_at=now, updated_at=now)
+            ).rowcount
+
+    def replay(self, run_ids: Sequence[int]) -> list[int]:
+        """Give dead runs a new attempt (their attempt history goes on); return those replayed."""
+        if not run_ids:
+            return []
+        now = self.now()
+        with self._write() as conn:
+            return list(
+                conn.execute(
+                    update(t.runs)
+                    .where(t.runs.c.id.in_(list(run_ids)), t.runs.c.status == RunStatus.DEAD.value)
+                    .values(
+                        status=RunStatus.PENDING.value,
+                        available_at=now,
+                        failures=0,
+                        lost=0,
+                        finished_at=None,
+                        reason="replayed",
+                        updated_at=now,
+                    )  # fmt: skip
+                    .returning(t.runs.c.id)
+                ).scalars()
+            )
+
+    def dead_runs(self, *, job_id: str | None = None, limit: int = 1000, include_purged: bool = False) -> list[Run]:
+        """Dead runs, newest first; purged ones only when asked."""
+        query = select(t.runs).where(t.runs.c.status == RunStatus.DEAD.value)
+        if job_id is not None:
+            query = query.where(t.runs.c.job_id == job_id)
+        if not include_purged:
+            query = query.where(or_(t.runs.c.reason.is_(None), t.runs.c.reason != "purged"))
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(t.runs.c.finished_at.desc()).limit(limit)).mappings()
+            return [run_from_row(r) for r in rows]
+
+    def purge(self, run_ids: Sequence[int]) -> int:
+        """Mark dead runs purged: they leave the dead-letter list, their history stays."""
+        if not run_ids:
+            return 0
+        now = self.now()
+        with self._write() as conn:
+            return conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id.in_(list(run_ids)), t.runs.c.status == RunStatus.DEAD.value)
+                .values(reason="purged", updated_at=now)
+            ).rowcount
+
+    def expire_leases(self, *, max_lost: int = 3) -> list[int]:
+        """Put runs whose lease expired back in the outbox; return their ids.
+
+        A run lost ``max_lost`` times (its worker keeps dying on it) is dead
+        instead, so a handler that kills its process cannot loop forever.
+        """
+        now = self.now()
+        requeued: list[int] = []
+        with self._write() as conn:
+            expired = conn.execute(
+                select(t.runs.c.id, t.runs.c.fence, t.runs.c.lost)
+                .where(t.runs.c.status == RunStatus.RUNNING.value, t.runs.c.lease_expires_at < now)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for run_id, fence, lost in expired:
+                if lost + 1 >= max_lost:
+                    _set_run(
+                        conn, run_id, now, status=RunStatus.DEAD.value, lost=lost + 1, finished_at=now,
+                        error=f"lease expired {lost + 1} times: its worker was lost each time",
+                        lease_owner=None, lease_expires_at=None,
+                    )  # fmt: skip
+                    _end_attempt(conn, run_id, fence, now, "lost", "lease expired")
+                elif self._requeue(conn, run_id, fence, now, "lease expired", lost=True):
+                    requeued.append(run_id)
+        return requeued
+
+    def _requeue(self, conn: Connection, run_id: int, fence: int, now: datetime, why: str, *, lost: bool) -> int:
+        values: dict[str, Any] = {
+            "status": RunStatus.PENDING.value, "available_at": now,
+            "lease_owner": None, "lease_expires_at": None,
+        }  # fmt: skip
+        if lost:
+            values["lost"] = t.runs.c.lost + 1
+        count = conn.execute(
+            update(t.runs)
+            .where(t.runs.c.id == run_id, t.runs.c.fence == fence, t.runs.c.status == RunStatus.RUNNING.value)
+            .values(updated_at=now, **values)
+        ).rowcount
+        if count:
+            _end_attempt(conn, run_id, fence, now, "lost" if lost else "released", why)
+        return count
+
+
+def _status_after(outcome: Outcome) -> RunStatus:
+    if outcome.ok:
+        return RunStatus.SUCCEEDED
+    if outcome.retry_in is None:
+        return RunStatus.DEAD
+    return RunStatus.PENDING if outcome.retry_from_outbox else RunStatus.RETRYING
+
+
+def _set_run(conn: Connection, run_id: int, now: datetime, **values: Any) -> None:
+    conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(updated_at=now, **values))
+
+
+def _end_attempt(conn: Connection, run_id: int, fence: int, now: datetime, status: str, error: str) -> None:
+    conn.execute(
+        update(t.run_attempts)
+        .where(t.run_attempts.c.run_id == run_id, t.run_attempts.c.fence == fence)
+        .values(status=status, error=error, finished_at=now)
+    )
