@@ -320,6 +320,61 @@ def runs_explain(ctx: _Context, job_id: str, fire_time: str) -> None:
 
 
 @main.group()
+def dead() -> None:
+    """Inspect, replay and purge dead runs (retries exhausted)."""
+
+
+def _chosen(run_ids: tuple[int, ...], job_id: str | None, everything: bool) -> dict[str, Any]:
+    return {"run_ids": list(run_ids), "job_id": job_id, "everything": everything}
+
+
+@dead.command("list")
+@click.option("--job", "job_id")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@_fail_cleanly
+def dead_list(ctx: _Context, job_id: str | None, limit: int, as_json: bool) -> None:
+    """Dead runs, newest first: job, attempts, last error, when."""
+    found = ctx.engine().dead_letters.runs(job_id=job_id, limit=limit)
+    rows = [
+        {
+            "id": r.id,
+            "job": r.job_id,
+            "fire_time": _iso(r.scheduled_at),
+            "attempts": r.attempt,
+            "died": _iso(r.finished_at),
+            "error": r.error or "",
+        }  # fmt: skip
+        for r in found
+    ]
+    _print_rows(rows, as_json)
+
+
+@dead.command("replay")
+@click.argument("run_ids", type=int, nargs=-1)
+@click.option("--job", "job_id", help="Every dead run of this job.")
+@click.option("--all", "everything", is_flag=True, help="Every dead run.")
+@pass_ctx
+@_fail_cleanly
+def dead_replay(ctx: _Context, run_ids: tuple[int, ...], job_id: str | None, everything: bool) -> None:
+    """Give dead runs a new attempt (their history is kept)."""
+    replayed = ctx.engine().dead_letters.replay(**_chosen(run_ids, job_id, everything))
+    click.echo(f"{len(replayed)} runs replayed")
+
+
+@dead.command("purge")
+@click.argument("run_ids", type=int, nargs=-1)
+@click.option("--job", "job_id", help="Every dead run of this job.")
+@click.option("--all", "everything", is_flag=True, help="Every dead run, and the broker's parking queue.")
+@pass_ctx
+@_fail_cleanly
+def dead_purge(ctx: _Context, run_ids: tuple[int, ...], job_id: str | None, everything: bool) -> None:
+    """Take dead runs off the list (their history stays)."""
+    click.echo(f"{ctx.engine().dead_letters.purge(**_chosen(run_ids, job_id, everything))} runs purged")
+
+
+@main.group()
 def events() -> None:
     """Fire events."""
 

@@ -10,6 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from sundial.cli import main
+from sundial.run import RunStatus
+from sundial.store.rows import Outcome
+from sundial.store.sqlalchemy import SQLStore
 
 
 @pytest.fixture
@@ -74,3 +77,20 @@ def test_status_reports_the_store(cli: CliRunner) -> None:
     assert report["store"] == "sqlite" and report["broker"] == "embedded"
     assert report["runs"] == {"pending": 1} and report["dead_letters"] == 0
     assert report["outbox_lag_seconds"] >= 0 and "sundial.log_message" in report["handlers"]
+
+
+def test_dead_letters_from_the_command_line(cli: CliRunner, tmp_path: Path) -> None:
+    run(cli, "jobs", "add", "--id", "doomed", "--name", "doomed", "--handler", "sundial.log_message", "--every", "60")
+    run(cli, "jobs", "run", "doomed")
+    store = SQLStore(f"sqlite:///{tmp_path / 'sundial.db'}")
+    held = store.claim("w", 30, statuses=(RunStatus.PENDING,))
+    assert held is not None
+    store.finish(held, Outcome(ok=False, error="boom"))  # no retry left: dead
+    store.close()
+    [row] = json.loads(run(cli, "dead", "list", "--json"))
+    assert (row["job"], row["attempts"], row["error"]) == ("doomed", 1, "boom")
+    result = cli.invoke(main, ["dead", "replay"])
+    assert result.exit_code == 1 and "run_ids" in result.output  # asking for nothing is an error
+    assert "1 runs replayed" in run(cli, "dead", "replay", "--job", "doomed")
+    assert json.loads(run(cli, "dead", "list", "--json")) == []
+    assert "0 runs purged" in run(cli, "dead", "purge", "--all")
