@@ -324,8 +324,15 @@ def dead() -> None:
     """Inspect, replay and purge dead runs (retries exhausted)."""
 
 
-def _chosen(run_ids: tuple[int, ...], job_id: str | None, everything: bool) -> dict[str, Any]:
-    return {"run_ids": list(run_ids), "job_id": job_id, "everything": everything}
+def _dead_runs_chosen(all_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The selection both ``dead replay`` and ``dead purge`` take: run ids, ``--job``, or ``--all``."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--all", "everything", is_flag=True, help=all_help)(command)
+        command = click.option("--job", "job_id", help="Every dead run of this job.")(command)
+        return click.argument("run_ids", type=int, nargs=-1)(command)
+
+    return decorate
 
 
 @dead.command("list")
@@ -352,26 +359,23 @@ def dead_list(ctx: _Context, job_id: str | None, limit: int, as_json: bool) -> N
 
 
 @dead.command("replay")
-@click.argument("run_ids", type=int, nargs=-1)
-@click.option("--job", "job_id", help="Every dead run of this job.")
-@click.option("--all", "everything", is_flag=True, help="Every dead run.")
+@_dead_runs_chosen("Every dead run.")
 @pass_ctx
 @_fail_cleanly
 def dead_replay(ctx: _Context, run_ids: tuple[int, ...], job_id: str | None, everything: bool) -> None:
     """Give dead runs a new attempt (their history is kept)."""
-    replayed = ctx.engine().dead_letters.replay(**_chosen(run_ids, job_id, everything))
+    replayed = ctx.engine().dead_letters.replay(run_ids, job_id=job_id, everything=everything)
     click.echo(f"{len(replayed)} runs replayed")
 
 
 @dead.command("purge")
-@click.argument("run_ids", type=int, nargs=-1)
-@click.option("--job", "job_id", help="Every dead run of this job.")
-@click.option("--all", "everything", is_flag=True, help="Every dead run, and the broker's parking queue.")
+@_dead_runs_chosen("Every dead run, and the broker's parking queue.")
 @pass_ctx
 @_fail_cleanly
 def dead_purge(ctx: _Context, run_ids: tuple[int, ...], job_id: str | None, everything: bool) -> None:
     """Take dead runs off the list (their history stays)."""
-    click.echo(f"{ctx.engine().dead_letters.purge(**_chosen(run_ids, job_id, everything))} runs purged")
+    purged = ctx.engine().dead_letters.purge(run_ids, job_id=job_id, everything=everything)
+    click.echo(f"{purged} runs purged")
 
 
 @main.group()
