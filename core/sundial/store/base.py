@@ -126,7 +126,9 @@ def _make_engine(url: str, *, echo: bool, pool_size: int) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # no ping before each checkout (a round trip per transaction): a connection the server
+    # dropped fails its statement, the pool discards it, and every caller's loop retries
+    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
 
 
 def _reason(e: SQLAlchemyError) -> str:

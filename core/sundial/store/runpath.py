@@ -17,8 +17,10 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -29,6 +31,9 @@ from ..run import Run, RunStatus
 from . import tables as t
 from .base import StoreBase
 from .rows import Outcome, job_from_row, run_from_row
+
+# the advisory-lock namespace of job claims (PostgreSQL): keeps clear of other users' advisory locks
+_JOB_LOCK_SPACE = 0x5D1A
 
 
 class RunPath(StoreBase):
@@ -101,33 +106,40 @@ class RunPath(StoreBase):
         ``busy`` skip, or delayed a second for ``overlap=queue``).
         """
         now = now or self.now()
-        query = select(t.runs).where(t.runs.c.status.in_([s.value for s in statuses]), t.runs.c.available_at <= now)
+        claimable = {s.value for s in statuses}
         if run_ids is not None:
             if not run_ids:
                 return []
-            # named runs wait for their locks (the relay may be marking them queued)
-            query = query.where(t.runs.c.id.in_(list(run_ids))).order_by(t.runs.c.id).with_for_update()
+            # named runs wait for their locks (the relay may be marking them queued); they
+            # are found by primary key alone and sorted out here, so no plan can trade
+            # that lookup for a walk of every due run
+            query = select(t.runs).where(t.runs.c.id.in_(list(run_ids))).order_by(t.runs.c.id).with_for_update()
         else:
             # picking the next runs skips locked ones: another worker is taking them
             query = (
-                query.where(t.runs.c.queue.in_(list(queues)))
+                select(t.runs)
+                .where(
+                    t.runs.c.status.in_(sorted(claimable)),
+                    t.runs.c.available_at <= now,
+                    t.runs.c.queue.in_(list(queues)),
+                )
                 .order_by(t.runs.c.priority.desc(), t.runs.c.available_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
         with self._write() as conn:
-            runs = [run_from_row(r) for r in conn.execute(query).mappings()]
+            runs = [
+                run
+                for run in map(run_from_row, conn.execute(query).mappings())
+                if run.status.value in claimable and (run.available_at is None or run.available_at <= now)
+            ]
             if not runs:
                 return []
             job_ids = sorted({run.job_id for run in runs})
+            self._lock_jobs(conn, job_ids)
             jobs = {
                 job.id: job
-                for job in (
-                    job_from_row(r)
-                    for r in conn.execute(
-                        select(t.jobs).where(t.jobs.c.id.in_(job_ids)).order_by(t.jobs.c.id).with_for_update()
-                    ).mappings()
-                )
+                for job in map(job_from_row, conn.execute(select(t.jobs).where(t.jobs.c.id.in_(job_ids))).mappings())
             }
             running: dict[str, int] = dict(
                 conn.execute(
@@ -170,7 +182,12 @@ class RunPath(StoreBase):
         return [
             Claim(
                 run=dataclasses.replace(
-                    run, status=RunStatus.RUNNING, fence=run.fence + 1, attempt=run.attempt + 1, worker=worker
+                    run,
+                    status=RunStatus.RUNNING,
+                    fence=run.fence + 1,
+                    attempt=run.attempt + 1,
+                    worker=worker,
+                    started_at=now,
                 ),
                 job=job,
                 fence=run.fence + 1,
@@ -197,22 +214,23 @@ class RunPath(StoreBase):
                 updated_at=now,
             )
         )
+
+    def _lock_jobs(self, conn: Connection, job_ids: Sequence[str]) -> None:
+        """Serialise claims of the same jobs until this transaction ends, so overlap limits hold.
+
+        PostgreSQL takes transaction-scoped advisory locks (in memory: no row
+        is written, and the scheduler's locks on job rows are not contended),
+        in key order so two claimers cannot deadlock. SQLite's write
+        transactions are serialised already.
+        """
+        if self.dialect != "postgresql" or not job_ids:
+            return
         conn.execute(
-            insert(t.run_attempts),
-            [
-                {
-                    "run_id": run.id,
-                    "attempt": run.attempt + 1,
-                    "fence": run.fence + 1,
-                    "worker": worker,
-                    "status": RunStatus.RUNNING.value,
-                    "started_at": now,
-                }  # fmt: skip
-                for run, _ in chosen
-            ],
-        )
-        conn.execute(
-            update(t.jobs).where(t.jobs.c.id.in_(sorted({job.id for _, job in chosen}))).values(last_executed_at=now)
+            text(
+                "SELECT pg_advisory_xact_lock(:space, k) FROM"
+                " (SELECT DISTINCT hashtext(j) AS k FROM unnest(CAST(:ids AS text[])) AS j) AS keys ORDER BY k"
+            ),
+            {"space": _JOB_LOCK_SPACE, "ids": list(job_ids)},
         )
 
     def renew(self, claims: Sequence[Claim], lease_seconds: float) -> list[int]:
@@ -286,9 +304,10 @@ class RunPath(StoreBase):
                     "b_failures": claim.run.failures + (0 if outcome.ok else 1),
                 })  # fmt: skip
                 attempt_rows.append({
-                    "b_run": claim.run.id, "b_fence": claim.fence,
-                    "b_status": RunStatus.SUCCEEDED.value if outcome.ok else RunStatus.FAILED.value,
-                    "b_error": outcome.error, "b_duration": outcome.duration_seconds,
+                    "run_id": claim.run.id, "attempt": claim.attempt, "fence": claim.fence, "worker": claim.worker,
+                    "status": RunStatus.SUCCEEDED.value if outcome.ok else RunStatus.FAILED.value,
+                    "error": outcome.error, "started_at": claim.run.started_at or now, "finished_at": now,
+                    "duration_seconds": outcome.duration_seconds,
                 })  # fmt: skip
                 log_rows.extend(
                     {"run_id": claim.run.id, "attempt": claim.attempt, "at": at, "level": level, "message": msg}
@@ -311,19 +330,8 @@ class RunPath(StoreBase):
                     ),
                     run_rows,
                 )
-                conn.execute(
-                    update(t.run_attempts)
-                    .where(
-                        t.run_attempts.c.run_id == bindparam("b_run"), t.run_attempts.c.fence == bindparam("b_fence")
-                    )
-                    .values(
-                        status=bindparam("b_status"),
-                        error=bindparam("b_error"),
-                        finished_at=now,
-                        duration_seconds=bindparam("b_duration"),
-                    ),
-                    attempt_rows,
-                )
+                # an attempt's row is written once, when it ends: in flight, the run row shows it
+                conn.execute(insert(t.run_attempts), attempt_rows)
             if log_rows:
                 conn.execute(insert(t.run_logs), log_rows)
         return statuses
@@ -421,7 +429,7 @@ class RunPath(StoreBase):
                         error=f"lease expired {lost + 1} times: its worker was lost each time",
                         lease_owner=None, lease_expires_at=None,
                     )  # fmt: skip
-                    _end_attempt(conn, run_id, fence, now, "lost", "lease expired")
+                    _end_attempt(conn, run_id, now, "lost", "lease expired")
                 elif self._requeue(conn, run_id, fence, now, "lease expired", lost=True):
                     requeued.append(run_id)
         return requeued
@@ -439,7 +447,7 @@ class RunPath(StoreBase):
             .values(updated_at=now, **values)
         ).rowcount
         if count:
-            _end_attempt(conn, run_id, fence, now, "lost" if lost else "released", why)
+            _end_attempt(conn, run_id, now, "lost" if lost else "released", why)
         return count
 
 
@@ -455,9 +463,21 @@ def _set_run(conn: Connection, run_id: int, now: datetime, **values: Any) -> Non
     conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(updated_at=now, **values))
 
 
-def _end_attempt(conn: Connection, run_id: int, fence: int, now: datetime, status: str, error: str) -> None:
+def _end_attempt(conn: Connection, run_id: int, now: datetime, status: str, error: str) -> None:
+    """Record the attempt a run is in as ended (lost or released), from the run row that shows it."""
+    r = t.runs.c
     conn.execute(
-        update(t.run_attempts)
-        .where(t.run_attempts.c.run_id == run_id, t.run_attempts.c.fence == fence)
-        .values(status=status, error=error, finished_at=now)
+        insert(t.run_attempts).from_select(
+            ["run_id", "attempt", "fence", "worker", "status", "error", "started_at", "finished_at"],
+            select(
+                r.id,
+                r.attempt,
+                r.fence,
+                func.coalesce(r.worker, ""),
+                literal(status),
+                literal(error),
+                func.coalesce(r.started_at, now),
+                literal(now, t.UTCDateTime()),
+            ).where(r.id == run_id),  # fmt: skip
+        )
     )

@@ -93,7 +93,6 @@ jobs = Table(
     # due-job index can lead with it and the due query stays one index range.
     Column("active", Boolean, nullable=False, default=True),
     Column("next_run_at", UTCDateTime),
-    Column("last_executed_at", UTCDateTime),
     Column("max_retries", Integer, nullable=False, default=3),
     Column("backoff", String(16), nullable=False, default="exponential"),
     Column("retry_delay_seconds", Float, nullable=False, default=10.0),
