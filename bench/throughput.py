@@ -122,7 +122,7 @@ def sundial(runs: int, lag_seconds: int, concurrency: int) -> dict[str, float]:
         store = SQLStore(res.database_url)
         store.migrate()
         engine = store.engine
-        workers = start("worker", res, SUNDIAL_CONCURRENCY=str(concurrency), SUNDIAL_PREFETCH=str(concurrency * 2))
+        workers = start("worker", res, SUNDIAL_CONCURRENCY=str(concurrency), SUNDIAL_PREFETCH="8")
         scheduler = None
         try:
             due = datetime.now(UTC) + timedelta(seconds=4)

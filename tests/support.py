@@ -43,6 +43,7 @@ class Handlers:
         registry.add("t.flaky", self.flaky)
         registry.add("t.hang", self.hang)
         registry.add("t.boom", self.boom)
+        registry.add("t.sleep", self.sleep)
 
     def record(self, ctx: RunContext) -> None:
         self.note(ctx)
@@ -57,6 +58,11 @@ class Handlers:
     def hang(self, ctx: RunContext) -> None:
         self.note(ctx)
         ctx.cancelled.wait(30)
+
+    def sleep(self, ctx: RunContext) -> None:
+        """Takes payload.seconds."""
+        self.note(ctx)
+        time.sleep(ctx.payload["seconds"])
 
     def boom(self, ctx: RunContext) -> None:
         raise KeyboardInterrupt("a handler that raises BaseException")

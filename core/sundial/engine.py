@@ -89,7 +89,9 @@ class Engine:
         except ImportError as e:
             raise ConfigError(f"broker_url: RabbitMQ needs pika: pip install 'sundial[rabbitmq]' ({e})") from e
         return RabbitMQBroker(
-            self.settings.broker_url, prefetch=self.settings.prefetch, queue_max_length=self.settings.queue_max_length
+            self.settings.broker_url,
+            prefetch=self.settings.prefetch * self.settings.concurrency,  # the setting is per handler thread
+            queue_max_length=self.settings.queue_max_length,
         )
 
     def _register_handlers(self) -> None:
@@ -176,6 +178,7 @@ class Engine:
                 name=self.settings.worker_name or default_worker_name(),
                 queues=self.settings.queues,
                 concurrency=self.settings.concurrency,
+                prefetch=self.settings.prefetch,
                 lease_seconds=self.settings.lease_seconds,
                 observe=self._observe,
             )

@@ -67,8 +67,8 @@ class _Running:
     delivery: Delivery
     claim: Claim
     ctx: RunContext
-    started: float
-    deadline: float
+    started: float = 0.0
+    deadline: float = float("inf")
     ok: bool = False
     error: str | None = None
     final: bool = False  # no retry can help (the handler is unknown)
@@ -82,7 +82,14 @@ class _Running:
 
 
 class Worker:
-    """Executes runs from one broker, ``concurrency`` at a time (those awaiting their record included)."""
+    """Executes runs from one broker, ``concurrency`` at a time.
+
+    It holds up to ``prefetch`` runs per handler thread (executing, waiting
+    for a thread, or awaiting their record): taking runs ahead of free threads
+    lets one claim transaction and one outcome transaction serve many runs,
+    which is what makes short handlers cheap. A run waiting for a thread holds
+    its lease (renewed), and its timeout starts with its handler.
+    """
 
     def __init__(
         self,
@@ -93,6 +100,7 @@ class Worker:
         name: str | None = None,
         queues: Sequence[str] = ("default",),
         concurrency: int = 4,
+        prefetch: int = 4,
         lease_seconds: float = 30.0,
         observe: RunObserver | None = None,
     ) -> None:
@@ -102,6 +110,7 @@ class Worker:
         self.name = name or default_worker_name()
         self.queues = tuple(queues)
         self.concurrency = concurrency
+        self.prefetch = prefetch
         self.lease_seconds = lease_seconds
         self.observe = observe
         self._stopping = threading.Event()
@@ -112,6 +121,7 @@ class Worker:
         self._to_record: queue.SimpleQueue[list[tuple[_Running, Outcome]]] = queue.SimpleQueue()
         self._recorded: queue.SimpleQueue[tuple[_Running, RunStatus | None, Run | None]] = queue.SimpleQueue()
         self._inflight: dict[int, _Running] = {}
+        self._unclaimed: list[Delivery] = []  # received, but their claim failed: tried again next pass
         self._lock = threading.Lock()
         self._loop_thread: threading.Thread | None = None
         self._deadline = float("inf")
@@ -174,7 +184,9 @@ class Worker:
                 if not self._inflight or self._hurry.is_set() or time.monotonic() > self._deadline:
                     return
             try:
-                room = self.concurrency - len(self._inflight)
+                if self._unclaimed:
+                    self._begin([])
+                room = self.prefetch * self.concurrency - len(self._inflight)
                 if room > 0 and not self._stopping.is_set() and time.monotonic() >= next_receive:
                     wait = 0.0 if self._inflight else 0.5
                     deliveries = self.broker.receive_many(self.queues, self.name, room, wait)
@@ -191,6 +203,8 @@ class Worker:
 
     def _begin(self, deliveries: list[Delivery]) -> None:
         """Claim a batch of deliveries in one transaction and start their handlers."""
+        if self._unclaimed:
+            deliveries, self._unclaimed = self._unclaimed + deliveries, []
         if not deliveries:
             return
         unreadable = [d for d in deliveries if d.error is not None]
@@ -200,10 +214,16 @@ class Worker:
         claims: dict[int, Claim] = {d.run_id: d.claim for d in readable if d.claim is not None}
         to_claim = [d.run_id for d in readable if d.claim is None]
         if to_claim:
-            for fresh in self.store.claim_many(
-                self.name, self.lease_seconds, run_ids=to_claim, statuses=_CLAIMABLE, limit=len(to_claim)
-            ):
-                claims[fresh.run.id] = fresh
+            try:
+                fresh = self.store.claim_many(
+                    self.name, self.lease_seconds, run_ids=to_claim, statuses=_CLAIMABLE, limit=len(to_claim)
+                )
+            except Exception:
+                # kept, and claimed again on the next pass: an unsettled delivery would
+                # otherwise hold a prefetch slot until the connection closes
+                self._unclaimed = readable
+                raise
+            claims.update((claim.run.id, claim) for claim in fresh)
         for delivery in readable:
             claim = claims.pop(delivery.run_id) if delivery.run_id in claims else None
             if claim is None:
@@ -217,8 +237,7 @@ class Worker:
             run_id=run.id, job=job, payload=run.payload, scheduled_at=run.scheduled_at,
             attempt=run.attempt, store=self.store, logger=RunLogger(run.id),
         )  # fmt: skip
-        now = time.monotonic()
-        running = _Running(delivery, claim, ctx, started=now, deadline=now + job.timeout_seconds)
+        running = _Running(delivery, claim, ctx)
         with self._lock:
             self._inflight[run.id] = running
         if self.registry.get(job.handler) is None:
@@ -239,6 +258,8 @@ class Worker:
             if running.recording:
                 continue  # timed out before a thread was free to start it
             running.thread = threading.current_thread()
+            running.started = time.monotonic()
+            running.deadline = running.started + running.claim.job.timeout_seconds
             ctx = running.ctx
             info = self.registry.get(running.claim.job.handler)
             ok, error = False, None
@@ -336,7 +357,7 @@ class Worker:
         return Outcome(
             ok=running.ok,
             error=running.error,
-            duration_seconds=now - running.started,
+            duration_seconds=now - running.started if running.started else 0.0,
             logs=running.ctx.logger.drain(),
             retry_in=retry_in,
             retry_from_outbox=retry_in is not None and retry_in > self.broker.max_delay,
@@ -391,5 +412,7 @@ class Worker:
                 log.exception("lease renewal failed")
                 continue
             for run_id in lost:
+                if held[run_id].recording:
+                    continue  # finished and recorded meanwhile: the lease ended with the attempt
                 log.warning("run %s: lease lost; its result will be rejected", run_id)
                 held[run_id].ctx.cancelled.set()

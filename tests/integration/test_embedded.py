@@ -129,3 +129,27 @@ def test_the_builtin_housekeeping_job_is_installed_and_prunes(engine: Engine) ->
     wait_for(lambda: engine.store.get_run(run.id).status is RunStatus.SUCCEEDED)
     assert finished(engine, "hello") == []
     assert "deleted 1 runs" in engine.store.run_logs(run.id)[0].message
+
+
+def test_runs_taken_ahead_of_a_free_thread_start_their_timeout_with_their_handler(
+    tmp_path: Path, handlers: Handlers
+) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'ahead.db'}", concurrency=1, prefetch=4, max_idle_seconds=0.2
+    )
+    engine = Engine(settings, plugins=load_plugins(extra=[("t", handlers)], entry_points=False))
+    engine.start()
+    try:
+        at = datetime.now(UTC).isoformat()
+        for n in range(3):  # 3 x 0.6 s in one thread: the last waits 1.2 s, longer than its 1 s timeout
+            engine.control.add_job({"id": f"slow-{n}", "name": "slow", "handler": "t.sleep", "type": "date",
+                                    "run_at": at, "timeout_seconds": 1.0,
+                                    "payload_template": {"seconds": 0.6}})  # fmt: skip
+        done = lambda: [r for n in range(3) for r in finished(engine, f"slow-{n}")]  # noqa: E731
+        runs = wait_for(lambda: len(found := done()) == 3 and found)
+    finally:
+        engine.stop(grace_seconds=1)
+    assert [r.status for r in runs] == [RunStatus.SUCCEEDED] * 3
+    starts = sorted(a.started_at for r in runs for a in engine.store.attempts(r.id))
+    assert len(starts) == 3  # one attempt each: none timed out and ran again
+    assert (starts[-1] - starts[0]).total_seconds() < 0.5  # all three were taken at once, ahead of the thread
