@@ -44,6 +44,7 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     max_payload_bytes: int = 65536
     prefetch: int = 4
+    lookahead_seconds: float = 1.0
     queue_max_length: int = 100_000
     requeue_queued_after_seconds: float = 1800.0
     plugins_disabled: tuple[str, ...] = ()
@@ -95,6 +96,7 @@ class SettingsSchema(Schema):
     shutdown_grace_seconds = mf.Float(validate=validate.Range(min=0, max=3600))
     max_payload_bytes = mf.Integer(validate=validate.Range(min=1, max=16 * 1024 * 1024))
     prefetch = mf.Integer(validate=validate.Range(min=1, max=10_000))
+    lookahead_seconds = mf.Float(validate=validate.Range(min=0, max=60))
     queue_max_length = mf.Integer(validate=validate.Range(min=1))
     requeue_queued_after_seconds = mf.Float(validate=validate.Range(min=1))
     plugins_disabled = _List(mf.String())

@@ -59,7 +59,11 @@ class Engine:
         self._register_handlers()
         self.broker = broker or self._make_broker()
         self.relay = Relay(
-            self.store, self.broker, batch_size=settings.batch_size, max_idle_seconds=settings.max_idle_seconds
+            self.store,
+            self.broker,
+            batch_size=settings.batch_size,
+            max_idle_seconds=settings.max_idle_seconds,
+            lookahead_seconds=settings.lookahead_seconds,
         )
         self.scheduler = Scheduler(
             self.store,
@@ -67,6 +71,7 @@ class Engine:
             self.clock,
             batch_size=settings.batch_size,
             max_idle_seconds=settings.max_idle_seconds,
+            lookahead_seconds=settings.lookahead_seconds,
             on_runs=self._runs_added,
         )
         self.control = Control(
@@ -179,6 +184,7 @@ class Engine:
                 queues=self.settings.queues,
                 concurrency=self.settings.concurrency,
                 prefetch=self.settings.prefetch,
+                lookahead_seconds=self.settings.lookahead_seconds,
                 lease_seconds=self.settings.lease_seconds,
                 observe=self._observe,
             )

@@ -34,9 +34,16 @@ class Relay:
     """Moves runs from the store's outbox to the broker."""
 
     def __init__(
-        self, store: SQLStore, broker: Broker, *, batch_size: int = 500, max_idle_seconds: float = 1.0
+        self,
+        store: SQLStore,
+        broker: Broker,
+        *,
+        batch_size: int = 500,
+        max_idle_seconds: float = 1.0,
+        lookahead_seconds: float = 0.0,
     ) -> None:
         self.store = store
+        self.lookahead_seconds = lookahead_seconds
         self.broker = broker
         self.batch_size = batch_size
         self.max_idle_seconds = max_idle_seconds
@@ -46,7 +53,7 @@ class Relay:
 
     def relay_once(self) -> RelayPass:
         """Publish one batch of due pending runs; mark the confirmed ones queued."""
-        runs = self.store.outbox(self.batch_size)
+        runs = self.store.outbox(self.batch_size, ahead_seconds=self.lookahead_seconds)
         if not runs:
             return RelayPass(0, 0, 0, full=False)
         result = self.broker.publish(runs)

@@ -39,6 +39,7 @@ class SkipReason(enum.StrEnum):
     COALESCED = "coalesced"  # folded into a later run of the same job
     BUSY = "busy"  # the job was running and its overlap policy is skip
     PAUSED = "paused"  # the job was paused at that time
+    DISABLED = "disabled"  # the job was disabled at that time
     PARKED = "parked"  # the job was parked (for example, its handler was unknown)
 
 

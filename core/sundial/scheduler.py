@@ -78,13 +78,22 @@ def fast_forward(job: Job, now: datetime, reason: SkipReason) -> FirePlan:
     return FirePlan(runs=runs, next_run_at=schedule.next_fire_time(now))
 
 
-def plan_fires(job: Job, now: datetime, known_handlers: Container[str], rng: random.Random | None = None) -> FirePlan:
-    """Decide what the fire times of ``job`` up to ``now`` become.
+def plan_fires(
+    job: Job,
+    now: datetime,
+    known_handlers: Container[str],
+    rng: random.Random | None = None,
+    *,
+    horizon: datetime | None = None,
+) -> FirePlan:
+    """Decide what the fire times of ``job`` up to ``horizon`` (default ``now``) become.
 
     - unknown handler: the job is parked (with the reason), never deleted;
     - fire times later than the misfire grace: one ``missed`` skip record;
     - with ``coalesce``, several on-time fire times run once, at the latest,
-      and the others get one ``coalesced`` skip record; without it, each runs.
+      and the others get one ``coalesced`` skip record; without it, each runs;
+    - fire times after ``now`` (up to ``horizon``: runs created ahead, so they
+      are dispatched before their time) each become a run.
     Jitter delays a run's start, never its fire time: the fire time is the
     run's unique key, so racing schedulers must compute the same one.
     """
@@ -99,19 +108,23 @@ def plan_fires(job: Job, now: datetime, known_handlers: Container[str], rng: ran
     # costs one trigger step per fire time and finds the next one on the way
     fires: list[datetime] = []
     next_run_at: datetime | None = job.next_run_at
-    while next_run_at is not None and next_run_at <= now and len(fires) < MAX_FIRES_PER_PASS:
+    until = max(now, horizon or now)
+    while next_run_at is not None and next_run_at <= until and len(fires) < MAX_FIRES_PER_PASS:
         fires.append(next_run_at)
         next_run_at = schedule.next_fire_time(next_run_at)
 
     grace = job.misfire_grace_seconds
     late = [f for f in fires if grace is not None and (now - f).total_seconds() > grace]
     on_time = fires[len(late) :]
+    ahead = [f for f in on_time if f > now]
+    on_time = on_time[: len(on_time) - len(ahead)]
     runs: list[NewRun] = []
     if late:
         runs.append(skip_range(late, SkipReason.MISSED))
     if job.coalesce and len(on_time) > 1:
         runs.append(skip_range(on_time[:-1], SkipReason.COALESCED))
         on_time = on_time[-1:]
+    on_time += ahead
     uniform = (rng or random).uniform
     for fire in on_time:
         start = fire + timedelta(seconds=uniform(0, job.jitter_seconds)) if job.jitter_seconds else fire
@@ -141,6 +154,7 @@ class Scheduler:
         *,
         batch_size: int = 500,
         max_idle_seconds: float = 1.0,
+        lookahead_seconds: float = 0.0,
         on_runs: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
@@ -148,13 +162,21 @@ class Scheduler:
         self.clock = clock
         self.batch_size = batch_size
         self.max_idle_seconds = max_idle_seconds
+        self.lookahead = timedelta(seconds=lookahead_seconds)
         self.on_runs = on_runs
         self._wake = threading.Event()
 
     def tick(self, now: datetime | None = None) -> PassResult:
-        """One pass: claim up to ``batch_size`` due jobs and store what their fire times became."""
+        """One pass: claim up to ``batch_size`` due jobs and store what their fire times became.
+
+        A job is due ``lookahead_seconds`` before its fire time: its run is
+        created (and published) ahead, and a worker starts it on time.
+        """
         now = now or self.clock.now()
-        decided = self.store.schedule_due(now, self.batch_size, lambda job: plan_fires(job, now, self.handlers))
+        horizon = now + self.lookahead
+        decided = self.store.schedule_due(
+            horizon, self.batch_size, lambda job: plan_fires(job, now, self.handlers, horizon=horizon), now=now
+        )
         runs = sum(1 for _, plan in decided for r in plan.runs if r.status is RunStatus.PENDING)
         skipped = sum(1 for _, plan in decided for r in plan.runs if r.status is RunStatus.SKIPPED)
         parked = sum(1 for _, plan in decided if plan.parked_reason)
@@ -180,5 +202,5 @@ class Scheduler:
         next_due = self.store.next_due_at()
         if next_due is None:
             return self.max_idle_seconds
-        wait = (next_due - self.clock.now()).total_seconds()
+        wait = (next_due - self.lookahead - self.clock.now()).total_seconds()
         return min(max(wait, 0.0), self.max_idle_seconds)

@@ -15,6 +15,8 @@ cannot be killed) and its thread replaced, so it never costs a worker slot.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
 import queue
@@ -25,9 +27,9 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from .abc import Broker, Claim, Delivery
-from .errors import NotFound
 from .handlers import HandlerRegistry, RunContext, RunLogger
 from .job import Job
 from .run import Run, RunStatus
@@ -36,6 +38,8 @@ from .store.sqlalchemy import SQLStore
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
+# how long past the lookahead a worker holds an early delivery rather than sending it round a retry tier
+_HOLD_SECONDS = 1.0
 # a run may be delivered before its relay marked it queued, or again after a lease expired
 _CLAIMABLE = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RETRYING)
 
@@ -60,6 +64,28 @@ def retry_delay(job: Job, failures: int, rng: random.Random | None = None) -> fl
     return delay / 2 + (rng or random).uniform(0, delay / 2)
 
 
+class _StartQueue:
+    """Runs for the handler threads, each handed out once its start time (monotonic) has come."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Running | None]] = []
+        self._order = itertools.count()
+        self._ready = threading.Condition()
+
+    def put(self, running: _Running | None, start: float) -> None:
+        with self._ready:
+            heapq.heappush(self._heap, (start, next(self._order), running))
+            self._ready.notify()
+
+    def get(self) -> _Running | None:
+        with self._ready:
+            while True:
+                wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                if wait is not None and wait <= 0:
+                    return heapq.heappop(self._heap)[2]
+                self._ready.wait(wait)
+
+
 @dataclass
 class _Running:
     """One attempt in flight: its delivery, claim, context and deadline."""
@@ -68,6 +94,7 @@ class _Running:
     claim: Claim
     ctx: RunContext
     started: float = 0.0
+    started_at: datetime | None = None  # the store's clock, for the record
     deadline: float = float("inf")
     ok: bool = False
     error: str | None = None
@@ -101,6 +128,7 @@ class Worker:
         queues: Sequence[str] = ("default",),
         concurrency: int = 4,
         prefetch: int = 4,
+        lookahead_seconds: float = 0.0,
         lease_seconds: float = 30.0,
         observe: RunObserver | None = None,
     ) -> None:
@@ -111,17 +139,21 @@ class Worker:
         self.queues = tuple(queues)
         self.concurrency = concurrency
         self.prefetch = prefetch
+        # runs are claimed this long before they are due, so that claiming is off their start's path
+        self.lookahead = lookahead_seconds / 2
         self.lease_seconds = lease_seconds
         self.observe = observe
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._closed = threading.Event()  # stops the lease renewer, after the loop
         self._finished: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._handler_queue: queue.SimpleQueue[_Running | None] = queue.SimpleQueue()
+        self._handler_queue = _StartQueue()
         self._to_record: queue.SimpleQueue[list[tuple[_Running, Outcome]]] = queue.SimpleQueue()
         self._recorded: queue.SimpleQueue[tuple[_Running, RunStatus | None, Run | None]] = queue.SimpleQueue()
         self._inflight: dict[int, _Running] = {}
         self._unclaimed: list[Delivery] = []  # received, but their claim failed: tried again next pass
+        self._held: list[tuple[float, int, Delivery]] = []  # (monotonic time to claim, order, delivery)
+        self._order = itertools.count()
         self._lock = threading.Lock()
         self._loop_thread: threading.Thread | None = None
         self._deadline = float("inf")
@@ -149,7 +181,7 @@ class Worker:
             self._loop_thread.join()
         self._closed.set()
         for _ in range(self.concurrency):
-            self._handler_queue.put(None)
+            self._handler_queue.put(None, 0.0)
         with self._lock:
             leftover = list(self._inflight.values())
             self._inflight.clear()
@@ -184,11 +216,14 @@ class Worker:
                 if not self._inflight or self._hurry.is_set() or time.monotonic() > self._deadline:
                     return
             try:
-                if self._unclaimed:
-                    self._begin([])
-                room = self.prefetch * self.concurrency - len(self._inflight)
+                held = self._due_held()
+                if self._unclaimed or held:
+                    self._begin(held)
+                room = self.prefetch * self.concurrency - len(self._inflight) - len(self._held)
                 if room > 0 and not self._stopping.is_set() and time.monotonic() >= next_receive:
                     wait = 0.0 if self._inflight else 0.5
+                    if self._held:  # wake for the first held delivery's time to be claimed
+                        wait = min(wait, max(self._held[0][0] - time.monotonic(), 0.0))
                     deliveries = self.broker.receive_many(self.queues, self.name, room, wait)
                     busy_and_empty = not deliveries and self._inflight
                     next_receive = time.monotonic() + poll_gap if busy_and_empty else 0.0
@@ -216,20 +251,21 @@ class Worker:
         if to_claim:
             try:
                 fresh = self.store.claim_many(
-                    self.name, self.lease_seconds, run_ids=to_claim, statuses=_CLAIMABLE, limit=len(to_claim)
-                )
+                    self.name, self.lease_seconds, run_ids=to_claim, statuses=_CLAIMABLE, limit=len(to_claim),
+                    ahead_seconds=self.lookahead,
+                )  # fmt: skip
             except Exception:
                 # kept, and claimed again on the next pass: an unsettled delivery would
                 # otherwise hold a prefetch slot until the connection closes
                 self._unclaimed = readable
                 raise
             claims.update((claim.run.id, claim) for claim in fresh)
+        refused = [d for d in readable if d.run_id not in claims]
         for delivery in readable:
-            claim = claims.pop(delivery.run_id) if delivery.run_id in claims else None
-            if claim is None:
-                self._turn_away(delivery)
-            else:
-                self._launch(delivery, claim)
+            if delivery.run_id in claims:
+                self._launch(delivery, claims.pop(delivery.run_id))
+        if refused:
+            self._turn_away(refused)
 
     def _launch(self, delivery: Delivery, claim: Claim) -> None:
         run, job = claim.run, claim.job
@@ -244,7 +280,8 @@ class Worker:
             running.error, running.final = f"unknown handler {job.handler!r}", True
             self._finished.put(run.id)
             return
-        self._handler_queue.put(running)
+        wait = (run.available_at - self.store.now()).total_seconds() if run.available_at else 0.0
+        self._handler_queue.put(running, time.monotonic() + max(wait, 0.0))
 
     def _add_handler_thread(self) -> None:
         threading.Thread(target=self._handle_runs, name="sundial-handler", daemon=True).start()
@@ -258,6 +295,7 @@ class Worker:
             if running.recording:
                 continue  # timed out before a thread was free to start it
             running.thread = threading.current_thread()
+            running.started_at = self.store.now()
             running.started = time.monotonic()
             running.deadline = running.started + running.claim.job.timeout_seconds
             ctx = running.ctx
@@ -361,6 +399,7 @@ class Worker:
             logs=running.ctx.logger.drain(),
             retry_in=retry_in,
             retry_from_outbox=retry_in is not None and retry_in > self.broker.max_delay,
+            started_at=running.started_at,
         )
 
     def _route(self, running: _Running, status: RunStatus | None, run: Run | None) -> None:
@@ -384,20 +423,35 @@ class Worker:
             except Exception:
                 log.exception("run observer failed for run %s", claim.run.id)
 
-    def _turn_away(self, delivery: Delivery) -> None:
-        """A delivery whose run cannot be claimed: a duplicate, early, or unknown."""
-        try:
-            run = self.store.get_run(delivery.run_id)
-        except NotFound:
-            self.broker.dead_letter(delivery, None, f"unknown run {delivery.run_id}")
-            return
-        early = run.available_at is not None and run.status in (RunStatus.RETRYING, RunStatus.PENDING)
-        wait = (run.available_at - self.store.now()).total_seconds() if early and run.available_at else 0.0
-        if wait > 0.5:
-            # back from a retry tier before its time: round again for what is left, no attempt used
-            self.broker.retry(delivery, run, wait, run.error)
-        else:
-            self.broker.settle(delivery)  # finished, or running under a live lease: a duplicate
+    def _turn_away(self, deliveries: list[Delivery]) -> None:
+        """Deliveries whose runs could not be claimed: early, duplicates, or unknown."""
+        runs = self.store.get_runs([d.run_id for d in deliveries])
+        now = self.store.now()
+        for delivery in deliveries:
+            run = runs.get(delivery.run_id)
+            if run is None:
+                self.broker.dead_letter(delivery, None, f"unknown run {delivery.run_id}")
+                continue
+            waiting = run.status in (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RETRYING)
+            wait = (run.available_at - now).total_seconds() if waiting and run.available_at else 0.0
+            if wait > self.lookahead + _HOLD_SECONDS:
+                # back from a retry tier before its time: round again for what is left, no attempt used
+                self.broker.retry(delivery, run, wait, run.error)
+            elif wait > 0:
+                # due soon (published ahead, or its job still busy): held here and claimed when it is
+                # due within the lookahead, or, if that time has come, when it is due
+                hold = wait - self.lookahead if wait > self.lookahead else wait
+                heapq.heappush(self._held, (time.monotonic() + hold, next(self._order), delivery))
+            else:
+                self.broker.settle(delivery)  # finished, or running under a live lease: a duplicate
+
+    def _due_held(self) -> list[Delivery]:
+        """Held deliveries whose time to be claimed has come."""
+        due: list[Delivery] = []
+        now = time.monotonic()
+        while self._held and self._held[0][0] <= now:
+            due.append(heapq.heappop(self._held)[2])
+        return due
 
     def _renew_leases(self) -> None:
         interval = self.lease_seconds / 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pika
@@ -170,3 +170,18 @@ def test_a_full_queue_keeps_runs_pending_until_there_is_room(make_engine: Engine
     wait_for(lambda: scheduler.store.counts().get("succeeded") == 20, timeout=30)
     assert len(handlers.calls) == 20
     assert not scheduler.relay.backpressure
+
+
+def test_runs_are_dispatched_ahead_and_start_on_time_never_early(make_engine: EngineFactory) -> None:
+    engine = make_engine(Handlers(), lookahead_seconds=1.0)
+    at = datetime.now(UTC) + timedelta(seconds=2.5)
+    for n in range(20):
+        engine.control.add_job({"id": f"on-time-{n}", "name": "on time", "handler": "t.record", "type": "date",
+                                "run_at": at.isoformat()})  # fmt: skip
+    done = lambda: [r for n in range(20) for r in finished(engine, f"on-time-{n}")]  # noqa: E731
+    runs = wait_for(lambda: len(found := done()) == 20 and found)
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+    assert all(r.created_at < at for r in runs)  # created (and dispatched) ahead of their time
+    lags = sorted((r.started_at - at).total_seconds() for r in runs)
+    assert lags[0] >= 0, lags  # never before the fire time
+    assert lags[-1] < 0.5, lags  # and on time (the benchmark measures how close)

@@ -10,6 +10,7 @@ from sundial.clock import FakeClock
 from sundial.control import Control
 from sundial.run import RunStatus
 from sundial.scheduler import Scheduler
+from sundial.store.rows import Outcome
 from sundial.store.sqlalchemy import SQLStore
 
 HANDLERS = {"test.noop", "sundial.log_message"}
@@ -184,3 +185,40 @@ def test_interval_catch_up_is_bounded_per_pass(store: SQLStore, clock: FakeClock
     total = sum(r.fire_count for r in store.list_runs(job_id="fast", limit=10_000))
     assert total == 3600
     assert store.get_job("fast").next_run_at == clock.now() + timedelta(seconds=1)
+
+
+def test_with_lookahead_runs_are_created_ahead_and_catch_up_still_coalesces(store: SQLStore, clock: FakeClock) -> None:
+    control = Control(store, HANDLERS, clock)
+    scheduler = Scheduler(store, HANDLERS, clock, batch_size=100, lookahead_seconds=90)
+    control.add_job(every_minute(coalesce=True))
+    clock.advance(minutes=5)  # down for five minutes; the next 90 s are planned ahead
+    result = scheduler.tick()
+    # missed 12:00..12:04 coalesce into one run at 12:05 (now); 12:06 is ahead and runs on its own
+    assert fire_times(store, "minutely") == [datetime(2026, 3, 2, 12, m, tzinfo=UTC) for m in (5, 6)]
+    [record] = store.list_runs(job_id="minutely", statuses=[RunStatus.SKIPPED])
+    assert (record.reason, record.fire_count) == ("coalesced", 5)
+    assert (result.runs, store.get_job("minutely").next_run_at) == (2, datetime(2026, 3, 2, 12, 7, tzinfo=UTC))
+    ahead = store.list_runs(job_id="minutely", statuses=[RunStatus.PENDING])[0]
+    assert ahead.available_at == datetime(2026, 3, 2, 12, 6, tzinfo=UTC)  # it is not claimable before its time
+    [claim] = store.claim_many("w", 30, queues=["default"], statuses=[RunStatus.PENDING], limit=5, now=clock.now())
+    assert claim.run.scheduled_at == datetime(2026, 3, 2, 12, 5, tzinfo=UTC)
+    store.finish(claim, Outcome(ok=True))
+    assert store.claim_many("w", 30, queues=["default"], statuses=[RunStatus.PENDING], limit=5, now=clock.now()) == []
+    # a worker may take it within its own lookahead, to start it on time
+    [early] = store.claim_many(
+        "w", 30, queues=["default"], statuses=[RunStatus.PENDING], limit=5, now=clock.now(), ahead_seconds=60
+    )
+    assert early.run.scheduled_at == datetime(2026, 3, 2, 12, 6, tzinfo=UTC)
+
+
+def test_pausing_withdraws_runs_created_ahead_of_their_time(store: SQLStore, clock: FakeClock) -> None:
+    control = Control(store, HANDLERS, clock)
+    scheduler = Scheduler(store, HANDLERS, clock, batch_size=100, lookahead_seconds=150)
+    control.add_job(every_minute())
+    scheduler.tick()  # 12:00 (now), 12:01 and 12:02 ahead
+    assert len(fire_times(store, "minutely")) == 3
+    clock.advance(seconds=30)
+    control.pause("minutely")
+    assert fire_times(store, "minutely") == [datetime(2026, 3, 2, 12, 0, tzinfo=UTC)]  # its time had come
+    withdrawn = store.list_runs(job_id="minutely", statuses=[RunStatus.SKIPPED], newest_first=False)
+    assert [(r.scheduled_at.minute, r.reason) for r in withdrawn] == [(1, "paused"), (2, "paused")]

@@ -51,6 +51,8 @@ class Outcome:
     retry_in: float | None = None
     # the wait is longer than the broker holds messages: the run waits in the outbox (pending) instead
     retry_from_outbox: bool = False
+    # when the handler started (the store's clock); a claimed run may wait for a thread, or for its time
+    started_at: datetime | None = None
 
 
 def job_row(job: Job) -> dict[str, Any]:

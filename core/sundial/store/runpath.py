@@ -39,12 +39,13 @@ _JOB_LOCK_SPACE = 0x5D1A
 class RunPath(StoreBase):
     """The operations workers, brokers and the relay perform on runs."""
 
-    def outbox(self, limit: int) -> list[Run]:
-        """Pending runs due now, oldest first: what the relay publishes next."""
+    def outbox(self, limit: int, *, ahead_seconds: float = 0.0) -> list[Run]:
+        """Pending runs due within ``ahead_seconds``, oldest first: what the relay publishes next."""
+        due = self.now() + timedelta(seconds=ahead_seconds)
         with self._read() as conn:
             rows = conn.execute(
                 select(t.runs)
-                .where(t.runs.c.status == RunStatus.PENDING.value, t.runs.c.available_at <= self.now())
+                .where(t.runs.c.status == RunStatus.PENDING.value, t.runs.c.available_at <= due)
                 .order_by(t.runs.c.available_at)
                 .limit(limit)
             ).mappings()
@@ -96,6 +97,7 @@ class RunPath(StoreBase):
         statuses: Sequence[RunStatus] = (RunStatus.QUEUED, RunStatus.RETRYING),
         limit: int = 1,
         now: datetime | None = None,
+        ahead_seconds: float = 0.0,
     ) -> list[Claim]:
         """Start attempts, in one transaction: raise each run's fence, take its lease, record the attempt.
 
@@ -104,8 +106,12 @@ class RunPath(StoreBase):
         A run is left out when it is finished, held by a live lease, or
         skipped because its job is busy and forbids overlap (recorded as a
         ``busy`` skip, or delayed a second for ``overlap=queue``).
+
+        Runs due within ``ahead_seconds`` are claimed too (the worker starts
+        them on time); one whose job is busy is left as it is until it is due.
         """
         now = now or self.now()
+        due = now + timedelta(seconds=ahead_seconds)
         claimable = {s.value for s in statuses}
         if run_ids is not None:
             if not run_ids:
@@ -120,7 +126,7 @@ class RunPath(StoreBase):
                 select(t.runs)
                 .where(
                     t.runs.c.status.in_(sorted(claimable)),
-                    t.runs.c.available_at <= now,
+                    t.runs.c.available_at <= due,
                     t.runs.c.queue.in_(list(queues)),
                 )
                 .order_by(t.runs.c.priority.desc(), t.runs.c.available_at)
@@ -131,7 +137,7 @@ class RunPath(StoreBase):
             runs = [
                 run
                 for run in map(run_from_row, conn.execute(query).mappings())
-                if run.status.value in claimable and (run.available_at is None or run.available_at <= now)
+                if run.status.value in claimable and (run.available_at is None or run.available_at <= due)
             ]
             if not runs:
                 return []
@@ -160,7 +166,8 @@ class RunPath(StoreBase):
                 if job is None:
                     continue
                 if running.get(job.id, 0) >= job.max_instances:
-                    (busy if job.overlap == "skip" else waiting).append(run.id)
+                    if run.available_at is None or run.available_at <= now:
+                        (busy if job.overlap == "skip" else waiting).append(run.id)
                     continue
                 running[job.id] = running.get(job.id, 0) + 1
                 chosen.append((run, job))
@@ -292,8 +299,10 @@ class RunPath(StoreBase):
                 status = _status_after(outcome)
                 statuses.append(status)
                 waits = status in (RunStatus.RETRYING, RunStatus.PENDING)
+                started = outcome.started_at or claim.run.started_at or now
                 run_rows.append({
                     "b_id": claim.run.id,
+                    "b_started": started,
                     "b_status": status.value,
                     "b_error": outcome.error,
                     "b_duration": outcome.duration_seconds,
@@ -306,7 +315,7 @@ class RunPath(StoreBase):
                 attempt_rows.append({
                     "run_id": claim.run.id, "attempt": claim.attempt, "fence": claim.fence, "worker": claim.worker,
                     "status": RunStatus.SUCCEEDED.value if outcome.ok else RunStatus.FAILED.value,
-                    "error": outcome.error, "started_at": claim.run.started_at or now, "finished_at": now,
+                    "error": outcome.error, "started_at": started, "finished_at": now,
                     "duration_seconds": outcome.duration_seconds,
                 })  # fmt: skip
                 log_rows.extend(
@@ -324,6 +333,7 @@ class RunPath(StoreBase):
                         available_at=bindparam("b_available"),
                         finished_at=bindparam("b_finished"),
                         failures=bindparam("b_failures"),
+                        started_at=bindparam("b_started"),
                         lease_owner=None,
                         lease_expires_at=None,
                         updated_at=now,

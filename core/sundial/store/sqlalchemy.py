@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     and_,
     bindparam,
     delete,
@@ -19,13 +20,14 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, NotFound
 from ..job import Job
-from ..run import Attempt, Run, RunLog, RunStatus
+from ..run import Attempt, Run, RunLog, RunStatus, SkipReason
 from . import tables as t
 from .rows import FirePlan, NewRun, job_from_row, job_row, new_run_row, run_from_row
 from .runpath import RunPath
@@ -44,6 +46,14 @@ _last_executed = (
     .label("last_executed_at")
 )
 _JOBS_SHOWN = select(t.jobs, _last_executed)
+
+_ADVANCE_JOBS = text(
+    "UPDATE sundial_jobs AS j SET next_run_at = v.next_run_at, parked_reason = v.parked_reason,"
+    " active = v.active, updated_at = :now"
+    " FROM unnest(CAST(:ids AS varchar[]), CAST(:versions AS integer[]), CAST(:nexts AS timestamptz[]),"
+    " CAST(:parked AS text[]), CAST(:active AS boolean[])) AS v(id, version, next_run_at, parked_reason, active)"
+    " WHERE j.id = v.id AND j.version = v.version"
+).bindparams(bindparam("now", type_=t.UTCDateTime()))
 
 
 class SQLStore(RunPath):
@@ -124,6 +134,23 @@ class SQLStore(RunPath):
                     self._insert_ignoring(t.runs, ("job_id", "scheduled_at")),
                     [new_run_row(stored, r, now) for r in runs],
                 )
+            if job.paused or not job.enabled:
+                # runs created ahead of fire times that now fall while the job is off never start
+                conn.execute(
+                    update(t.runs)
+                    .where(
+                        t.runs.c.job_id == job.id,
+                        t.runs.c.status.in_([RunStatus.PENDING.value, RunStatus.QUEUED.value]),
+                        t.runs.c.attempt == 0,
+                        t.runs.c.scheduled_at > now,
+                    )
+                    .values(
+                        status=RunStatus.SKIPPED.value,
+                        reason=(SkipReason.PAUSED if job.paused else SkipReason.DISABLED).value,
+                        finished_at=now,
+                        updated_at=now,
+                    )
+                )
         return stored
 
     def add_runs(self, job: Job, runs: Sequence[NewRun], *, now: datetime | None = None) -> None:
@@ -149,8 +176,10 @@ class SQLStore(RunPath):
                 select(func.min(t.jobs.c.next_run_at)).where(t.jobs.c.active.is_(True))
             ).scalar_one_or_none()
 
-    def schedule_due(self, now: datetime, limit: int, planner: Callable[[Job], FirePlan]) -> list[tuple[Job, FirePlan]]:
-        """Claim up to ``limit`` due jobs, store the runs ``planner`` decides, advance the jobs.
+    def schedule_due(
+        self, due: datetime, limit: int, planner: Callable[[Job], FirePlan], *, now: datetime | None = None
+    ) -> list[tuple[Job, FirePlan]]:
+        """Claim up to ``limit`` jobs due by ``due``, store the runs ``planner`` decides, advance the jobs.
 
         All in ONE transaction. Due jobs are locked with ``FOR UPDATE SKIP
         LOCKED`` on PostgreSQL, so racing schedulers share the work instead of
@@ -158,42 +187,54 @@ class SQLStore(RunPath):
         The unique key on (job, fire time) is the last line of defence: a
         run that exists already is not inserted twice.
         """
-        due = (
+        query = (
             select(t.jobs)
-            .where(t.jobs.c.active.is_(True), t.jobs.c.next_run_at <= now)
+            .where(t.jobs.c.active.is_(True), t.jobs.c.next_run_at <= due)
             .order_by(t.jobs.c.next_run_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        now = now or due
         with self._write() as conn:
-            jobs = [job_from_row(r) for r in conn.execute(due).mappings()]
+            jobs = [job_from_row(r) for r in conn.execute(query).mappings()]
             if not jobs:
                 return []
             decided = [(job, planner(job)) for job in jobs]
             run_rows = [new_run_row(job, new, now) for job, plan in decided for new in plan.runs]
             if run_rows:
                 conn.execute(self._insert_ignoring(t.runs, ("job_id", "scheduled_at")), run_rows)
-            conn.execute(
-                update(t.jobs)
-                .where(t.jobs.c.id == bindparam("b_id"), t.jobs.c.version == bindparam("b_version"))
-                .values(
-                    next_run_at=bindparam("b_next"),
-                    parked_reason=bindparam("b_parked"),
-                    active=bindparam("b_active"),
-                    updated_at=now,
-                ),
-                [
-                    {
-                        "b_id": job.id,
-                        "b_version": job.version,
-                        "b_next": plan.next_run_at,
-                        "b_parked": plan.parked_reason,
-                        "b_active": job.enabled and not job.paused and plan.parked_reason is None,
-                    }
-                    for job, plan in decided
-                ],
-            )
+            self._advance(conn, decided, now)
         return decided
+
+    def _advance(self, conn: Connection, decided: Sequence[tuple[Job, FirePlan]], now: datetime) -> None:
+        """Store each job's next fire time (and parking) as its plan decided."""
+        rows = [
+            (job.id, job.version, plan.next_run_at, plan.parked_reason,
+             job.enabled and not job.paused and plan.parked_reason is None)
+            for job, plan in decided
+        ]  # fmt: skip
+        if self.dialect == "postgresql":
+            # one statement for the whole batch, not one UPDATE per job
+            ids, versions, nexts, parked, active = (list(column) for column in zip(*rows))
+            conn.execute(
+                _ADVANCE_JOBS, {"ids": ids, "versions": versions, "nexts": nexts, "parked": parked,
+                                "active": active, "now": now},
+            )  # fmt: skip
+            return
+        conn.execute(
+            update(t.jobs)
+            .where(t.jobs.c.id == bindparam("b_id"), t.jobs.c.version == bindparam("b_version"))
+            .values(
+                next_run_at=bindparam("b_next"),
+                parked_reason=bindparam("b_parked"),
+                active=bindparam("b_active"),
+                updated_at=now,
+            ),
+            [
+                {"b_id": i, "b_version": v, "b_next": n, "b_parked": p, "b_active": a}
+                for i, v, n, p, a in rows
+            ],
+        )  # fmt: skip
 
     def emit(self, event: str, payload: dict[str, Any], event_id: str, now: datetime) -> list[Run]:
         """Create one run per active job listening to ``event``; a repeated ``event_id`` creates none."""
@@ -234,6 +275,14 @@ class SQLStore(RunPath):
         if row is None:
             raise NotFound(f"no run with id {run_id}")
         return run_from_row(row)
+
+    def get_runs(self, run_ids: Sequence[int]) -> dict[int, Run]:
+        """The runs with these ids that exist, by id."""
+        if not run_ids:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(select(t.runs).where(t.runs.c.id.in_(list(run_ids)))).mappings()
+            return {run.id: run for run in map(run_from_row, rows)}
 
     def list_runs(
         self,

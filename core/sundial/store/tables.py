@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -145,10 +146,24 @@ runs = Table(
     Column("finished_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("job_id", "scheduled_at"),
-    UniqueConstraint("job_id", "event_id"),
+    # an event fires a job once; only event runs carry an event id, so only they are indexed
+    Index(
+        None,
+        "job_id",
+        "event_id",
+        unique=True,
+        postgresql_where=text("event_id IS NOT NULL"),
+        sqlite_where=text("event_id IS NOT NULL"),
+    ),  # fmt: skip
     # the embedded broker's and the relay's queries: open runs by status and due time
     Index(None, "status", "available_at"),
-    Index(None, "finished_at"),
+    # history pruning; open runs (no finish time) stay out of it, so their updates skip it
+    Index(
+        None,
+        "finished_at",
+        postgresql_where=text("finished_at IS NOT NULL"),
+        sqlite_where=text("finished_at IS NOT NULL"),
+    ),  # fmt: skip
 )
 
 run_attempts = Table(
