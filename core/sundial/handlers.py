@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from . import templates
@@ -118,6 +118,7 @@ class RunContext:
     services: Services | None = None
     plugin: str | None = None
     _made: int = 0  # helpers' default keys: the n-th call in a run gets the same key on every attempt
+    _session: Session | None = None  # the session open in ``session()``, if any
 
     @property
     def idempotency_key(self) -> str:
@@ -153,8 +154,26 @@ class RunContext:
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """A SQLAlchemy session on the domain database, in one transaction committed on success."""
+        if self._session is not None:
+            raise SundialError("ctx.session() is open already; use the session it gave")
         with Session(self._services().domain) as session, session.begin():
-            yield session
+            self._session = session
+            try:
+                yield session
+            finally:
+                self._session = None
+
+    def _shared_connection(self) -> Connection | None:
+        """The open session's connection when it is on the job store's database, else None."""
+        services = self._services()
+        if self._session is None or services.domain is not self.store.engine:
+            return None
+        return self._session.connection()
+
+    def _outside_session(self, what: str) -> None:
+        # SQLite has one writer: the store's own transaction would wait for the session's forever
+        if self._session is not None and self.store.dialect == "sqlite":
+            raise SundialError(f"ctx.{what}() on SQLite must be called outside ctx.session()")
 
     def _key(self, key: str | None) -> str:
         self._made += 1
@@ -170,6 +189,7 @@ class RunContext:
         twice. Without ``key``, the n-th call of this run has the same key on
         every attempt.
         """
+        self._outside_session("schedule")
         job_id = f"{handler}:once:{self._key(key)}"
         document = {
             "id": job_id,
@@ -185,15 +205,19 @@ class RunContext:
 
     def emit(self, event: str, payload: Mapping[str, Any], *, event_id: str | None = None) -> list[Run]:
         """Fire ``event`` (a run per listening job); the default id makes a retried attempt fire nothing new."""
+        self._outside_session("emit")
         return self._services().control.emit(event, payload, event_id or f"sundial-run-{self.run_id}-{self._key(None)}")
 
     def rate_limit(self, key: str, limit: int, per_seconds: float) -> bool:
         """Whether one more use of ``key`` fits ``limit`` uses per ``per_seconds``; counts the use if so.
 
         Keys are the plugin's own (prefixed with its name). Atomic across
-        processes: in Redis when ``redis_url`` is set, else in the job store.
+        processes: in Redis when ``redis_url`` is set, else in the job store;
+        there, when called inside ``session()`` on the store's database, the
+        use belongs to the session's transaction and is undone with it.
         """
-        return self._services().limiter.hit(f"{self.plugin or '-'}:{key}", limit, per_seconds)
+        connection = self._shared_connection()
+        return self._services().limiter.hit(f"{self.plugin or '-'}:{key}", limit, per_seconds, connection=connection)
 
     def cooldown(self, key: str, seconds: float) -> bool:
         """True at most once per ``key`` every ``seconds``: the caller may act now, and the cooldown starts."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from sqlalchemy import Connection
+
 from .clock import Clock
 from .errors import ConfigError, StoreError
 from .store.sqlalchemy import SQLStore
@@ -22,8 +24,13 @@ class RateLimiter(ABC):
     """Counts uses of keys in fixed windows."""
 
     @abstractmethod
-    def hit(self, key: str, limit: int, period_seconds: float) -> bool:
-        """Count one use of ``key``; True when it is within ``limit`` uses of the current window."""
+    def hit(self, key: str, limit: int, period_seconds: float, *, connection: Connection | None = None) -> bool:
+        """Count one use of ``key``; True when it is within ``limit`` uses of the current window.
+
+        ``connection``, an open transaction on the job store's database, makes
+        the use part of that transaction (it is undone if the transaction is);
+        a limiter that keeps its windows elsewhere ignores it.
+        """
 
 
 class StoreRateLimiter(RateLimiter):
@@ -33,9 +40,9 @@ class StoreRateLimiter(RateLimiter):
         self.store = store
         self.clock = clock
 
-    def hit(self, key: str, limit: int, period_seconds: float) -> bool:
+    def hit(self, key: str, limit: int, period_seconds: float, *, connection: Connection | None = None) -> bool:
         _check(limit, period_seconds)
-        return self.store.count_use(key, period_seconds, self.clock.now()) <= limit
+        return self.store.count_use(key, period_seconds, self.clock.now(), connection=connection) <= limit
 
 
 # INCR and PEXPIRE in one script: no client can see a counter without its expiry
@@ -59,7 +66,7 @@ class RedisRateLimiter(RateLimiter):
         self.prefix = prefix
         self._script = self.client.register_script(_HIT)
 
-    def hit(self, key: str, limit: int, period_seconds: float) -> bool:
+    def hit(self, key: str, limit: int, period_seconds: float, *, connection: Connection | None = None) -> bool:
         _check(limit, period_seconds)
         try:
             count = self._script(keys=[f"{self.prefix}ratelimit:{key}"], args=[max(1, int(period_seconds * 1000))])

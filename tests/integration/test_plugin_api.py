@@ -17,6 +17,7 @@ from sundial.errors import ValidationError
 from sundial.handlers import RunContext
 from sundial.plugins import hookimpl
 from sundial.plugins.domain import PluginTables
+from sundial.pytest_plugin import service_missing
 from sundial.ratelimit import RedisRateLimiter, StoreRateLimiter
 from sundial.run import RunStatus
 from sundial.store.sqlalchemy import SQLStore
@@ -207,8 +208,6 @@ def test_redis_rate_limit() -> None:
     try:
         limiter.client.ping()
     except Exception as e:
-        from conftest import service_missing
-
         service_missing("Redis", e)
     try:
         assert [limiter.hit("k", 2, 0.5) for _ in range(3)] == [True, True, False]

@@ -12,10 +12,12 @@ version each plugin is at lives in the job store (``sundial_plugin_schemas``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData
+from sqlalchemy import Connection, Engine, MetaData, Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import SundialError
@@ -64,3 +66,14 @@ def set_up_tables(plugin: str, tables: PluginTables, domain: Engine, store: SQLS
     store.set_plugin_schema_version(plugin, tables.version)
     log.info("plugin %r tables %s at version %d", plugin, "upgraded" if recorded else "created", tables.version)
     return "upgraded" if recorded is not None else "created"
+
+
+def insert_ignoring(dialect: str, table: Table, key: Sequence[str]) -> Any:
+    """An INSERT into ``table`` that skips rows whose ``key`` exists (ON CONFLICT DO NOTHING).
+
+    The way to make a handler's effect exactly-once: key the row on something
+    the run determines (its idempotency key, the letter it is about), so a
+    second attempt inserts nothing. ``dialect`` is ``session.bind.dialect.name``.
+    """
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=list(key))

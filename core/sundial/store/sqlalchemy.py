@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     and_,
     bindparam,
     case,
@@ -355,12 +356,13 @@ class SQLStore(RunPath):
                     )
                 )
 
-    def count_use(self, key: str, period_seconds: float, now: datetime) -> int:
+    def count_use(self, key: str, period_seconds: float, now: datetime, *, connection: Connection | None = None) -> int:
         """Count one use of ``key`` in its window (a new window of ``period_seconds`` if none is open).
 
         One upsert, so concurrent callers each see a distinct count: on
         PostgreSQL the conflicting row is locked, on SQLite the write
-        transaction is exclusive.
+        transaction is exclusive. With ``connection`` it runs in the caller's
+        transaction on this database instead of one of its own.
         """
         table = t.rate_limits
         ends = bindparam("ends", now + timedelta(seconds=period_seconds), type_=t.UTCDateTime())
@@ -378,6 +380,8 @@ class SQLStore(RunPath):
             )
             .returning(table.c.count)
         )
+        if connection is not None:
+            return int(connection.execute(statement).scalar_one())
         with self._write() as conn:
             return int(conn.execute(statement).scalar_one())
 
