@@ -142,9 +142,12 @@ def sundial(runs: int, lag_seconds: int, concurrency: int) -> dict[str, float]:
                 ).one()
             elapsed = (last - due).total_seconds()
             stages = {"all created": created, "all queued": queued, "all finished": last}
-            print("sundial  stages after the due time: " + ", ".join(
-                f"{name} {(at - due).total_seconds():.1f}s" for name, at in stages.items() if at is not None
-            ))
+            print(
+                "sundial  stages after the due time: "
+                + ", ".join(
+                    f"{name} {(at - due).total_seconds():.1f}s" for name, at in stages.items() if at is not None
+                )
+            )
 
             # fire lag at a steady rate: 500 jobs firing every second
             start_at = datetime.now(UTC) + timedelta(seconds=2)

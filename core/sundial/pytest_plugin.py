@@ -70,15 +70,21 @@ def sundial_postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sundial_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: an SQLite file, then the session's PostgreSQL database emptied."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'sundial.db'}"
-    url: str = request.getfixturevalue("sundial_postgres_database")
+@pytest.fixture
+def sundial_postgres_url(sundial_postgres_database: str) -> str:
+    """The session's PostgreSQL database, emptied for this test."""
+    url = sundial_postgres_database
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sundial_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: an SQLite file, then the session's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sundial.db'}"
+    return str(request.getfixturevalue("sundial_postgres_url"))
