@@ -23,7 +23,7 @@ from .handlers import HandlerRegistry, Services
 from .job import Job
 from .loops import run_loop
 from .plugins.domain import PluginTables, set_up_tables
-from .plugins.manager import PluginFailure, Plugins, load_plugins
+from .plugins.manager import PluginFailure, Plugins, call_impl, load_plugins
 from .ratelimit import RateLimiter, RedisRateLimiter, StoreRateLimiter
 from .relay import Relay
 from .run import Run
@@ -189,7 +189,8 @@ class Engine:
                 " run `python server.py migrate`"
             )
         report = StartReport()
-        for name, tables in list(self.plugins.each("sundial_tables")):
+        # a plugin without its tables cannot work: it is disabled, its jobs park (unknown handler)
+        for name, tables in list(self.plugins.each("sundial_tables", on_error=self._disable)):
             try:
                 if not isinstance(tables, PluginTables):
                     raise TypeError(f"sundial_tables returned {type(tables).__name__}, not PluginTables")
@@ -293,6 +294,6 @@ class Engine:
         args = {"job": job, "run": run, "status": status, "error": error, "domain": self.domain}
         for impl in self.plugins.hook.sundial_run_finished.get_hookimpls():
             try:
-                impl.function(*(args[arg] for arg in impl.argnames))
+                call_impl(impl, args)
             except Exception:
                 log.exception("plugin %r failed observing run %s", impl.plugin_name, run.id)

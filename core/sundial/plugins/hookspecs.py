@@ -27,9 +27,13 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from marshmallow import Schema
     from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
+    from ..control import Control
     from ..handlers import HandlerRegistry
     from ..job import Job
     from ..run import Run
@@ -100,4 +104,14 @@ def sundial_run_finished(job: Job, run: Run, status: str, error: str | None, dom
     Called after the outcome is stored; an exception here is logged and ignored.
     Use it for alerts on failures and dead runs; ``domain`` is the domain
     database, for a plugin that records its alerts in its tables.
+    """
+
+
+@hookspec
+def sundial_demo_data(session: Session, now: datetime, control: Control) -> None:
+    """Put sample rows in the plugin's tables for ``python server.py demo``, due at ``now``.
+
+    The demo then runs every default job once, so the rows should give each
+    of them something to do. ``session`` is on the domain database and is
+    committed after the hook returns; ``control`` may add jobs or emit events.
     """

@@ -56,22 +56,31 @@ class Plugins:
             self.manager.unregister(name=name)
 
     def each(
-        self, hook: str, arguments: Callable[[str], Mapping[str, Any]] = lambda _: {}
+        self,
+        hook: str,
+        arguments: Callable[[str], Mapping[str, Any]] = lambda _: {},
+        on_error: Callable[[str, str, BaseException], None] | None = None,
     ) -> Iterator[tuple[str, Any]]:
         """Call ``hook`` on each plugin separately, yielding (plugin, result).
 
         ``arguments(plugin)`` gives the hook's arguments for that plugin; each
-        implementation gets only those it names. One that raises is reported
-        with ``fail`` and skipped; the others are still called.
+        implementation gets only those it names. One that raises is skipped
+        and handed to ``on_error(plugin, stage, error)`` (by default reported
+        with ``fail``); the others are still called.
         """
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
             kwargs = arguments(impl.plugin_name)
             try:
-                result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+                result = call_impl(impl, kwargs)
             except Exception as e:  # a plugin may fail in any way; none may stop the engine
-                self.fail(impl.plugin_name, hook.removeprefix("sundial_"), e)
+                (on_error or self.fail)(impl.plugin_name, hook.removeprefix("sundial_"), e)
                 continue
             yield impl.plugin_name, result
+
+
+def call_impl(impl: pluggy.HookImpl, arguments: Mapping[str, Any]) -> Any:
+    """Call one plugin's hook implementation with the arguments it names (pluggy lets it take fewer)."""
+    return impl.function(*(arguments[arg] for arg in impl.argnames))
 
 
 def load_plugins(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
 
 from sundial.handlers import HandlerRegistry, RunContext
 from sundial.plugins import hookimpl
@@ -150,3 +151,13 @@ class AiPenpalPlugin:
                 "ai_penpal.match_drifting", "Match unanswered drifting letters with AI pen pals", config["match_cron"]
             ),  # fmt: skip
         ]
+
+    @hookimpl
+    def sundial_demo_data(self, session: Session, now: datetime) -> None:
+        session.execute(insert(personas).values(user_id=900, name="Ada", tone="warm"))
+        session.execute(insert(letters), [
+            {"author_id": 5, "recipient_id": 900, "status": "delivered", "body": "Dear Ada. I moved to the sea.",
+             "drifting": False, "sent_at": now, "delivered_at": now, "created_at": now},
+            {"author_id": 6, "recipient_id": None, "status": "sent", "body": "To whoever finds this.",
+             "drifting": True, "sent_at": now - timedelta(days=4), "delivered_at": None, "created_at": now},
+        ])  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -22,6 +22,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import Session
 
 from sundial.handlers import HandlerRegistry, RunContext
 from sundial.plugins import hookimpl
@@ -159,3 +160,16 @@ class CouriersPlugin:
             cron_job("couriers.release_overdue_tasks", "Take back overdue courier tasks", "0 * * * *"),
             cron_job("couriers.plan_routes", "Plan couriers' delivery routes", "0 9 * * *"),
         ]
+
+    @hookimpl
+    def sundial_demo_data(self, session: Session, now: datetime) -> None:
+        ids = session.execute(insert(couriers).returning(couriers.c.id), [
+            {"user_id": 21, "name": "Li", "lat": 39.91, "lon": 116.40, "active": True},
+            {"user_id": 22, "name": "Wang", "lat": 39.99, "lon": 116.31, "active": True},
+        ]).scalars().all()  # fmt: skip
+        late = {"status": "taken", "courier_id": ids[0], "taken_at": now - timedelta(hours=49)}
+        session.execute(insert(tasks), [
+            {"letter_id": 1, "lat": 39.95, "lon": 116.35, **late},
+            *({"letter_id": 2 + i, "lat": 39.90 + i * 0.02, "lon": 116.38 - i * 0.01, "status": "taken",
+               "courier_id": ids[1], "taken_at": now} for i in range(4)),
+        ])  # fmt: skip

@@ -9,11 +9,11 @@ through the ``envelopes.round_opened`` event gets its one-shot at once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, fields
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, func, select, update
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from sundial.handlers import HandlerRegistry, RunContext
@@ -125,3 +125,16 @@ class EnvelopesPlugin:
             cron_job("envelopes.close_rounds", "Close contest rounds past their deadline", "30 0 * * *"),
             event_job("envelopes.plan_round_close", "Plan a new round's close at its deadline", ROUND_OPENED),
         ]
+
+    @hookimpl
+    def sundial_demo_data(self, session: Session, now: datetime) -> None:
+        closed = session.execute(
+            insert(rounds).values(title="Autumn envelopes", deadline=now - timedelta(hours=1)).returning(rounds.c.id)
+        ).scalar_one()
+        next_minute = now.replace(second=0, microsecond=0) + timedelta(minutes=2)
+        session.execute(
+            insert(rounds).values(title="Winter envelopes (closes in a minute or two)", deadline=next_minute)
+        )
+        session.execute(insert(submissions), [
+            {"round_id": closed, "user_id": user, "design": f"design {user}", "submitted_at": now} for user in (1, 2)
+        ])  # fmt: skip

@@ -9,7 +9,7 @@ makes one job.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
@@ -126,3 +126,9 @@ class FeaturesPlugin:
     @hookimpl
     def sundial_default_jobs(self) -> list[dict[str, Any]]:
         return [event_job("features.plan_from_event", "Plan a feature switch", SWITCH_PLANNED)]
+
+    @hookimpl
+    def sundial_demo_data(self, now: datetime, control: Control) -> None:
+        minute = now.replace(second=0, microsecond=0)
+        plan_switch(control, "drifting_hall", True, minute + timedelta(minutes=1))
+        plan_switch(control, "drifting_hall", False, minute + timedelta(minutes=2))

@@ -6,10 +6,24 @@ in the zone ``timezone`` (UTC unless configured).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema, fields
-from sqlalchemy import Boolean, Column, Date, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+)
+from sqlalchemy.orm import Session
 
 from sundial.handlers import HandlerRegistry, RunContext
 from sundial.plugins import hookimpl
@@ -89,3 +103,9 @@ class InspirationPlugin:
     def sundial_default_jobs(self, config: dict[str, Any]) -> list[dict[str, Any]]:
         return [cron_job("inspiration.push_card", "Push the writing-inspiration card", config["push_cron"],
                          timezone=config["timezone"])]  # fmt: skip
+
+    @hookimpl
+    def sundial_demo_data(self, session: Session, now: datetime) -> None:
+        session.execute(insert(cards), [{"text": "Describe the view from your window."},
+                                        {"text": "Write to yourself ten years from now."}])  # fmt: skip
+        session.execute(insert(subscribers), [{"user_id": 1, "channel": "app"}, {"user_id": 5, "channel": "email"}])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.orm import Session
 
 from sundial.handlers import HandlerRegistry, RunContext
 from sundial.plugins import hookimpl
@@ -152,3 +153,18 @@ class LettersPlugin:
             cron_job("letters.clean_expired_letters", "Clean expired letters", "0 2 * * *"),
             event_job("letters.bind_letter", "Bind a letter to its activated barcode", BARCODE_ACTIVATED),
         ]
+
+    @hookimpl
+    def sundial_demo_data(self, session: Session, now: datetime) -> None:
+        day = timedelta(days=1)
+        samples = [
+            {"author_id": 1, "recipient_id": 2, "status": "locked", "body": "Hello from last year.",
+             "unlock_at": now - timedelta(minutes=1), "created_at": now - 365 * day},
+            {"author_id": 1, "status": "draft", "body": "Never posted.", "created_at": now - 8 * day},
+            {"author_id": 3, "recipient_id": 4, "status": "sent", "body": "Lost on the way?",
+             "sent_at": now - 8 * day, "created_at": now - 9 * day},
+            {"author_id": 3, "status": "cleanup", "body": "Old draft.", "expires_at": now - day,
+             "created_at": now - 40 * day},
+        ]  # fmt: skip
+        for sample in samples:  # one by one: their columns differ
+            session.execute(insert(letters).values(**sample))
