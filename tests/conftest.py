@@ -21,15 +21,16 @@ from urllib.parse import quote
 import pytest
 
 from sundial.clock import FakeClock
-from sundial.pytest_plugin import is_stale, service_missing, session_name
+from sundial.pytest_plugin import is_stale, postgres_database, service_missing, session_name
 from sundial.store import tables
 from sundial.store.sqlalchemy import SQLStore
 
 
 @pytest.fixture(scope="session")
-def postgres_url(sundial_postgres_database: str) -> str:
+def postgres_url() -> Iterator[str]:
     """The URL of a PostgreSQL database created for this test session."""
-    return sundial_postgres_database
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ missing, unless ``CI`` is set, where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -47,9 +48,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs the PostgreSQL server (SUNDIAL_TEST_POSTGRES_URL)")
 
 
-@pytest.fixture(scope="session")
-def sundial_postgres_database() -> Iterator[str]:
-    """A PostgreSQL database for this test session, dropped at its end (stale ones of crashed sessions too)."""
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """Create a PostgreSQL database, yield its URL, drop it (and stale ones of crashed sessions)."""
     try:
         admin = create_engine(_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -68,6 +69,13 @@ def sundial_postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sundial_postgres_database() -> Iterator[str]:
+    """A PostgreSQL database for this test session's plugin tests (the framework's tests have their own)."""
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

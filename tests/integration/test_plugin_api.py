@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from marshmallow import Schema, fields
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, insert, select, update
 
 from sundial.errors import ValidationError
 from sundial.handlers import RunContext
@@ -20,7 +20,7 @@ from sundial.plugins.domain import PluginTables
 from sundial.pytest_plugin import service_missing
 from sundial.ratelimit import RedisRateLimiter, StoreRateLimiter
 from sundial.run import RunStatus
-from sundial.store.sqlalchemy import SQLStore
+from sundial.store import tables as store_tables
 from sundial.testing import PluginHarness
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -45,6 +45,11 @@ class DemoPlugin:
     def __init__(self, version: int = 1) -> None:
         self.version = version
         self.finished: list[tuple[str, str]] = []
+        self.upgraded_from: list[int] = []
+
+    def upgrade(self, connection: Connection, from_version: int) -> None:
+        self.upgraded_from.append(from_version)
+        connection.execute(update(notes).values(text="upgraded"))
 
     @hookimpl
     def sundial_config_schema(self) -> Schema:
@@ -55,6 +60,7 @@ class DemoPlugin:
         registry.add("demo.write_note", write_note)
         registry.add("demo.plan_later", plan_later)
         registry.add("demo.limited", limited)
+        registry.add("demo.limited_then_fail", limited_then_fail)
 
     @hookimpl
     def sundial_event_types(self) -> dict[str, Schema]:
@@ -62,7 +68,7 @@ class DemoPlugin:
 
     @hookimpl
     def sundial_tables(self) -> PluginTables:
-        return PluginTables(metadata, version=self.version)
+        return PluginTables(metadata, version=self.version, upgrade=self.upgrade)
 
     @hookimpl
     def sundial_default_jobs(self, config: Any) -> list[dict[str, Any]]:
@@ -102,19 +108,20 @@ def limited(ctx: RunContext) -> None:
             session.execute(insert(notes).values(key=f"l-{ctx.run_id}", text="limited"))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'plugins.db'}"
-    store: SQLStore = request.getfixturevalue("postgres_store")
-    with store.engine.begin() as conn:
-        metadata.drop_all(conn)
-    return store.url
+def limited_then_fail(ctx: RunContext) -> None:
+    """Take the cooldown inside the session, write, then fail: the cooldown goes with the write."""
+    with ctx.session() as session:
+        if ctx.cooldown("f", 3600):
+            session.execute(insert(notes).values(key=f"f-{ctx.run_id}", text="x"))
+            if ctx.payload.get("fail"):
+                raise RuntimeError("after the cooldown")
 
 
 @pytest.fixture
-def harness(database_url: str) -> Iterator[PluginHarness]:
-    h = PluginHarness(database_url, [("demo", DemoPlugin())], start=START, config={"demo": {"greeting": "hello"}})
+def harness(sundial_database_url: str) -> Iterator[PluginHarness]:
+    h = PluginHarness(
+        sundial_database_url, [("demo", DemoPlugin())], start=START, config={"demo": {"greeting": "hello"}}
+    )
     yield h
     h.close()
 
@@ -143,9 +150,13 @@ def test_operator_edits_survive_a_new_plugin_version(harness: PluginHarness) -> 
     assert {"cron_expression", "timezone", "paused"} <= job.operator_fields
     url = harness.engine.store.url
     harness.close()
-    upgraded = PluginHarness(url, [("demo", DemoPlugin(version=2))], start=START)
+    with harness.domain.begin() as conn:
+        conn.execute(insert(notes).values(key="old", text="v1"))
+    plugin = DemoPlugin(version=2)
+    upgraded = PluginHarness(url, [("demo", plugin)], start=START)
     try:
-        assert upgraded.report.tables == {"demo": "upgraded"}
+        assert upgraded.report.tables == {"demo": "upgraded"} and plugin.upgraded_from == [1]
+        assert [text for _, text in rows(upgraded)] == ["upgraded"]
         assert upgraded.report.default_jobs_updated == ["demo.notes"]
         job = upgraded.engine.store.get_job("demo.notes")
         assert job.name == "Notes v2" and job.payload_template["v"] == 2  # the plugin's change applied
@@ -181,6 +192,37 @@ def test_cooldown_in_the_store_follows_the_clock(harness: PluginHarness) -> None
     assert len([key for key, _ in rows(harness) if key.startswith("l-")]) == 2
 
 
+def test_a_cooldown_taken_in_a_failed_session_is_undone(harness: PluginHarness) -> None:
+    control = harness.engine.control
+    control.add_job({"id": "bad", "name": "b", "handler": "demo.limited_then_fail", "type": "event",
+                     "trigger_event": "go", "payload_template": {"fail": True}})  # fmt: skip
+    control.add_job({"id": "good", "name": "g", "handler": "demo.limited_then_fail", "type": "event",
+                     "trigger_event": "go2"})  # fmt: skip
+    control.emit("go", {}, "1")
+    assert [r.status for r in harness.execute()] == [RunStatus.DEAD]
+    control.emit("go2", {}, "2")
+    control.emit("go2", {}, "3")
+    [first, second] = harness.execute()
+    assert [key for key, _ in rows(harness)] == [f"f-{first.id}"]  # the failed run's cooldown did not count
+
+
+def test_event_data_is_passed_through_unrendered(harness: PluginHarness) -> None:
+    harness.engine.control.add_job(
+        {
+            "id": "ev",
+            "name": "e",
+            "handler": "demo.write_note",
+            "type": "event",
+            "trigger_event": "demo.noted",
+            "payload_template": {"key": "k-{{ run_id }}"},
+        }
+    )
+    harness.engine.control.emit("demo.noted", {"key": "{{ run_id }}-as-sent"}, "e1")
+    [run] = harness.execute()
+    assert run.status is RunStatus.SUCCEEDED
+    assert [key for key, _ in rows(harness)] == ["{{ run_id }}-as-sent"]
+
+
 def test_store_rate_limit_is_atomic_under_concurrency(harness: PluginHarness) -> None:
     limiter = StoreRateLimiter(harness.engine.store, harness.clock)
     results: list[bool] = []
@@ -202,21 +244,49 @@ def test_store_rate_limit_is_atomic_under_concurrency(harness: PluginHarness) ->
     assert limiter.hit("race", 7, 60)
 
 
-def test_redis_rate_limit() -> None:
-    url = os.environ.get("SUNDIAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    limiter = RedisRateLimiter(url, prefix=f"sundial-test-{secrets.token_hex(4)}:")
+REDIS_URL = os.environ.get("SUNDIAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own, its keys deleted afterwards."""
+    limiter = RedisRateLimiter(REDIS_URL, prefix=f"sundial-test-{secrets.token_hex(6)}:")
     try:
         limiter.client.ping()
     except Exception as e:
         service_missing("Redis", e)
+    yield limiter.prefix
+    for key in limiter.client.scan_iter(f"{limiter.prefix}*"):
+        limiter.client.delete(key)
+    limiter.close()
+
+
+def test_redis_rate_limit(redis_prefix: str) -> None:
+    limiter = RedisRateLimiter(REDIS_URL, prefix=redis_prefix)
     try:
         assert [limiter.hit("k", 2, 0.5) for _ in range(3)] == [True, True, False]
         threading.Event().wait(0.6)
         assert limiter.hit("k", 2, 0.5)
     finally:
-        for key in limiter.client.scan_iter(f"{limiter.prefix}*"):
-            limiter.client.delete(key)
         limiter.close()
+
+
+def test_handlers_cooldowns_live_in_redis_when_it_is_configured(tmp_path: Any, redis_prefix: str) -> None:
+    h = PluginHarness(f"sqlite:///{tmp_path / 'r.db'}", [("demo", DemoPlugin())], start=START,
+                      redis_url=REDIS_URL, redis_key_prefix=redis_prefix)  # fmt: skip
+    try:
+        h.engine.control.add_job({"id": "lim", "name": "l", "handler": "demo.limited", "type": "event",
+                                  "trigger_event": "go"})  # fmt: skip
+        for i in range(3):
+            h.engine.control.emit("go", {}, f"e{i}")
+        assert len(h.execute()) == 3
+        assert len([key for key, _ in rows(h) if key.startswith("l-")]) == 1
+        assert isinstance(h.engine.limiter, RedisRateLimiter)
+        assert h.engine.limiter.client.exists(f"{redis_prefix}ratelimit:demo:k") == 1
+        with h.engine.store.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(store_tables.rate_limits)).scalar_one() == 0
+    finally:
+        h.close()
 
 
 def test_bad_templates_and_config_are_refused(tmp_path: Any) -> None:
