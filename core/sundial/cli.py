@@ -456,6 +456,9 @@ def _print_jobs(found: list[Any], as_json: bool) -> None:
             "timezone": j.timezone,
             "next_run": _iso(j.next_run_at),
             "state": "parked" if j.parked_reason else "paused" if j.paused else "enabled" if j.enabled else "disabled",
+            # a plugin's default job, and the fields an operator changed (which its updates leave alone)
+            "origin": j.origin or "",
+            "edited": ",".join(sorted(j.operator_fields)),
         }  # fmt: skip
         for j in found
     ]

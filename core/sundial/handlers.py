@@ -117,8 +117,9 @@ class RunContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     services: Services | None = None
     plugin: str | None = None
-    _made: int = 0  # helpers' default keys: the n-th call in a run gets the same key on every attempt
-    _session: Session | None = None  # the session open in ``session()``, if any
+    # helpers' default keys: the n-th call in a run gets the same key on every attempt
+    _made: int = field(default=0, init=False, repr=False)
+    _session: Session | None = field(default=None, init=False, repr=False)  # the one open in ``session()``
 
     @property
     def idempotency_key(self) -> str:

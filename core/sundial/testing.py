@@ -96,11 +96,12 @@ class PluginHarness:
                 ok = True
             except Exception as e:  # the run's failure, recorded like a worker records it
                 error = f"{e.__class__.__name__}: {e}"
-            store.finish(
+            status = store.finish(
                 claim,
                 Outcome(ok=ok, error=error, duration_seconds=time.monotonic() - started, logs=ctx.logger.drain()),
             )
-            self.engine.observe(claim.job, claim.run, "succeeded" if ok else "dead", error)
+            if status is not None:
+                self.engine.observe(claim.job, claim.run, status.value, error)
             done.append(store.get_run(claim.run.id))
 
     def logs(self, run: Run) -> list[str]:

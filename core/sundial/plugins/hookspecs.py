@@ -14,9 +14,12 @@ Each plugin's hooks are called separately: one that raises is reported (in
 the start report, the log and ``Plugins.failures``) and the others carry on.
 
 At start the engine calls, in this order: ``sundial_config_schema`` (an
-invalid section disables the plugin), ``sundial_register_handlers``,
-``sundial_event_types``, ``sundial_tables`` (tables created or upgraded),
-``sundial_default_jobs``; then ``sundial_run_finished`` after every attempt.
+invalid section disables the plugin), ``sundial_register_handlers`` (a
+failure disables it), ``sundial_event_types``, ``sundial_tables`` (tables
+created or upgraded; a failure disables it), ``sundial_default_jobs``; then
+``sundial_run_finished`` after every attempt. ``sundial_demo_data`` is only
+called by ``python server.py demo``. A disabled plugin's handlers are
+unregistered, so its jobs park until it is fixed.
 """
 
 from __future__ import annotations
