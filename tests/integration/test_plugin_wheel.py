@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import site
 import subprocess
 import sys
@@ -40,9 +41,12 @@ print(json.dumps({"module": sundial_features.__file__, "plugins": engine.plugins
 
 
 def test_a_plugin_wheel_installed_by_pip_is_discovered_and_runs(tmp_path: Path) -> None:
+    # built from a copy: setuptools leaves build/ and egg-info/ beside the sources it builds
+    source = tmp_path / "features"
+    shutil.copytree(ROOT / "plugins" / "features", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     wheels = tmp_path / "wheels"
     build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
-             "--wheel-dir", str(wheels), str(ROOT / "plugins" / "features")]  # fmt: skip
+             "--wheel-dir", str(wheels), str(source)]  # fmt: skip
     subprocess.run(build, check=True, cwd=tmp_path)
     [wheel] = wheels.glob("sundial_features-*.whl")
 
