@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
-import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,59 +19,18 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from sundial.clock import FakeClock
+from sundial.pytest_plugin import is_stale, postgres_database, service_missing, session_name
 from sundial.store import tables
 from sundial.store.sqlalchemy import SQLStore
-
-POSTGRES_ADMIN_URL = os.environ.get("SUNDIAL_TEST_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/test")
-TEST_DB_PREFIX = "sundial_t_"
-STALE_AFTER_SECONDS = 6 * 3600
-IN_CI = bool(os.environ.get("CI"))
-
-
-def service_missing(what: str, error: Exception) -> None:
-    """Skip a test whose service is down, or fail it under CI."""
-    message = f"{what} is not available: {error}"
-    if IN_CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """The URL of a PostgreSQL database created for this test session."""
-    try:
-        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as e:
-        service_missing("PostgreSQL", e)
-    name = f"{TEST_DB_PREFIX}{int(time.time())}_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        _drop_stale(conn)
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with postgres_database() as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _drop_stale(conn: object) -> None:
-    rows = conn.execute(  # type: ignore[attr-defined]
-        text("SELECT datname FROM pg_database WHERE datname LIKE :p"), {"p": TEST_DB_PREFIX + "%"}
-    ).scalars()
-    for name in list(rows):
-        try:
-            created = int(name[len(TEST_DB_PREFIX) :].split("_")[0])
-        except ValueError:
-            continue
-        if time.time() - created > STALE_AFTER_SECONDS:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -156,19 +113,14 @@ class RabbitAPI:
 @pytest.fixture(scope="session")
 def rabbitmq_vhost() -> Iterator[str]:
     """A RabbitMQ vhost created for this test session (stale ones from crashed sessions are removed)."""
-    name = f"{TEST_DB_PREFIX}{int(time.time())}_{secrets.token_hex(4)}"
+    name = session_name()
     api = RabbitAPI(name)
     try:
         existing = api.call("GET", "/vhosts")
     except Exception as e:
         service_missing("the RabbitMQ management API", e)
     for vhost in existing:
-        stamp = vhost["name"][len(TEST_DB_PREFIX) :].split("_")[0]
-        if (
-            vhost["name"].startswith(TEST_DB_PREFIX)
-            and stamp.isdigit()
-            and time.time() - int(stamp) > STALE_AFTER_SECONDS
-        ):
+        if is_stale(vhost["name"]):
             api.call("DELETE", f"/vhosts/{quote(vhost['name'], safe='')}")
     api.call("PUT", f"/vhosts/{quote(name, safe='')}")
     api.call("PUT", f"/permissions/{quote(name, safe='')}/guest", {"configure": ".*", "write": ".*", "read": ".*"})

@@ -35,6 +35,8 @@ class Settings:
     database_url: str = "sqlite:///sundial.db"
     broker_url: str | None = None
     redis_url: str | None = None
+    redis_key_prefix: str = "sundial:"
+    domain_database_url: str | None = None
     concurrency: int = 4
     queues: tuple[str, ...] = ("default",)
     batch_size: int = 500
@@ -87,6 +89,8 @@ class SettingsSchema(Schema):
     database_url = mf.String(validate=_url(_DB_SCHEMES))
     broker_url = mf.String(allow_none=True, validate=_url(("amqp", "amqps")))
     redis_url = mf.String(allow_none=True, validate=_url(("redis", "rediss", "unix")))
+    redis_key_prefix = mf.String(validate=validate.Length(min=1, max=64))
+    domain_database_url = mf.String(allow_none=True, validate=_url(_DB_SCHEMES))
     concurrency = mf.Integer(strict=False, validate=validate.Range(min=1, max=1024))
     queues = _List(mf.String(validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$")), validate=validate.Length(min=1))
     batch_size = mf.Integer(validate=validate.Range(min=1, max=100_000))

@@ -7,11 +7,16 @@ overwrite each other.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Container, Mapping
 from typing import Any
 
+from marshmallow import Schema
+
+from . import templates
 from .clock import Clock
-from .errors import Conflict, ValidationError
+from .errors import Conflict, NotFound, ValidationError
 from .job import Job
 from .run import Run, SkipReason
 from .scheduler import fast_forward, first_fire
@@ -20,6 +25,21 @@ from .store.rows import NewRun
 from .store.sqlalchemy import SQLStore
 
 _IMMUTABLE = ("id",)
+# an operator who changes any of these has changed the schedule: a plugin's update keeps them all
+_SCHEDULE_FIELDS = frozenset(
+    ("type", "cron_expression", "interval_seconds", "run_at", "trigger_event", "timezone", "starts_at", "ends_at")
+)
+
+
+def defaults_hash(document: Mapping[str, Any]) -> str:
+    """A digest of a default job's document, to notice when a plugin changes it."""
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> frozenset[str]:
+    """The document keys whose values differ; a change to any schedule key counts as all of them."""
+    changed = frozenset(key for key in after if before.get(key) != after[key])
+    return changed | _SCHEDULE_FIELDS if changed & _SCHEDULE_FIELDS else changed
 
 
 class Control:
@@ -33,18 +53,23 @@ class Control:
         *,
         max_payload_bytes: int = 65536,
         on_change: Callable[[], None] = lambda: None,
+        event_schemas: Mapping[str, Schema] | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
         self.on_change = on_change
+        # the payload schema of each event a plugin declared; other events carry any JSON object
+        self.event_schemas: dict[str, Schema] = dict(event_schemas or {})
 
     def validate(self, document: Mapping[str, Any], *, known_handlers_only: bool = True) -> Job:
-        """Validate a job document without storing it."""
-        return load_job(
+        """Validate a job document without storing it (its payload template's placeholders included)."""
+        job = load_job(
             document, handlers=self.handlers if known_handlers_only else None, max_payload_bytes=self.max_payload_bytes
         )
+        templates.check(job.payload_template)
+        return job
 
     def add_job(self, document: Mapping[str, Any], *, known_handlers_only: bool = True) -> Job:
         """Validate and store a new job, scheduled from now."""
@@ -55,20 +80,64 @@ class Control:
         self.on_change()
         return stored
 
-    def ensure_job(self, document: Mapping[str, Any]) -> Job | None:
-        """Add a plugin's default job unless one with its id exists; return it when added."""
+    def ensure_job(self, document: Mapping[str, Any], *, known_handlers_only: bool = False) -> Job | None:
+        """Add a job unless one with its id exists; return it when added."""
         try:
-            return self.add_job(document, known_handlers_only=False)
+            return self.add_job(document, known_handlers_only=known_handlers_only)
         except Conflict:
             return None
 
-    def update_job(self, job_id: str, changes: Mapping[str, Any], *, expected_version: int | None = None) -> Job:
+    def apply_default(self, plugin: str, document: Mapping[str, Any]) -> str:
+        """Bring ``plugin``'s default job in line with ``document``; return added, updated or unchanged.
+
+        A missing job is added (its origin is ``plugin``). A job from an
+        earlier version of the document is updated to it, except the fields
+        an operator has changed since, which keep the operator's values. A
+        job with that id from elsewhere (an operator, another plugin) is left
+        alone.
+        """
+        desired = job_document(self.validate(document, known_handlers_only=False))
+        digest = defaults_hash(desired)
+        try:
+            current = self.store.get_job(desired["id"])
+        except NotFound:
+            now = self.clock.now()
+            job = self.validate(desired, known_handlers_only=False).replace(
+                created_at=now, origin=plugin, defaults_hash=digest
+            )
+            try:
+                self.store.add_job(job.replace(next_run_at=first_fire(job, now)), now=now)
+            except Conflict:
+                return "unchanged"  # another process added it first
+            self.on_change()
+            return "added"
+        if current.origin != plugin or current.defaults_hash == digest:
+            return "unchanged"
+        ours = job_document(current)
+        merged = {**desired, **{key: ours[key] for key in current.operator_fields if key in ours}}
+        try:
+            self._apply(current, merged, current.version, operator=False, digest=digest)
+        except Conflict:
+            return "unchanged"  # an operator's edit or another process landed first; next start retries
+        self.on_change()
+        return "updated"
+
+    def update_job(
+        self,
+        job_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+        operator: bool = True,
+    ) -> Job:
         """Apply ``changes`` (a partial job document) to a job.
 
         Changing the trigger re-times the job from now; resuming records the
         fire times skipped while paused. ``expected_version`` (the version the
         caller last saw) guards against lost updates; without it the change
         is applied to the current version, retried if another edit lands first.
+        On a plugin's default job, the fields an ``operator`` changes are
+        recorded, and a new version of the plugin leaves them alone.
         """
         bad = [key for key in _IMMUTABLE if key in changes and changes[key] != job_id]
         if bad:
@@ -77,7 +146,10 @@ class Control:
             current = self.store.get_job(job_id)
             try:
                 stored = self._apply(
-                    current, changes, current.version if expected_version is None else expected_version
+                    current,
+                    changes,
+                    current.version if expected_version is None else expected_version,
+                    operator=operator,
                 )
             except Conflict:
                 if expected_version is not None or attempt == 2:
@@ -87,10 +159,21 @@ class Control:
             return stored
         raise AssertionError("unreachable")
 
-    def _apply(self, current: Job, changes: Mapping[str, Any], version: int) -> Job:
+    def _apply(
+        self, current: Job, changes: Mapping[str, Any], version: int, *, operator: bool, digest: str | None = None
+    ) -> Job:
         now = self.clock.now()
-        updated = self.validate({**job_document(current), **changes}).replace(
-            created_at=current.created_at, parked_reason=current.parked_reason
+        before = job_document(current)
+        updated = self.validate({**before, **changes}, known_handlers_only=operator)
+        edited = current.operator_fields
+        if operator and current.origin is not None:
+            edited = edited | changed_fields(before, job_document(updated))
+        updated = updated.replace(
+            created_at=current.created_at,
+            parked_reason=current.parked_reason,
+            origin=current.origin,
+            defaults_hash=digest or current.defaults_hash,
+            operator_fields=edited,
         )
         if updated.trigger != current.trigger:
             next_run_at = None if current.parked_reason else first_fire(updated, now)
@@ -130,7 +213,15 @@ class Control:
         return run
 
     def emit(self, event: str, payload: Mapping[str, Any], event_id: str) -> list[Run]:
-        """Fire ``event``: one run per job listening to it; a repeated ``event_id`` fires nothing."""
+        """Fire ``event``: one run per job listening to it; a repeated ``event_id`` fires nothing.
+
+        A payload that the event's declared schema rejects raises ``ValidationError``.
+        """
+        schema = self.event_schemas.get(event)
+        if schema is not None:
+            problems = schema.validate(dict(payload))
+            if problems:
+                raise ValidationError({"payload": problems})
         runs = self.store.emit(event, dict(payload), event_id, self.clock.now())
         if runs:
             self.on_change()

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import Schema
+from marshmallow import ValidationError as MarshmallowError
+from sqlalchemy import Engine as SQLEngine
 
 from .abc import Broker
 from .brokers.embedded import EmbeddedBroker
@@ -14,13 +19,16 @@ from .config import Settings
 from .control import Control
 from .deadletters import DeadLetters
 from .errors import ConfigError, SundialError, ValidationError
-from .handlers import HandlerRegistry
+from .handlers import HandlerRegistry, Services
 from .job import Job
 from .loops import run_loop
-from .plugins.manager import PluginFailure, Plugins, load_plugins
+from .plugins.domain import PluginTables, set_up_tables
+from .plugins.manager import PluginFailure, Plugins, call_impl, load_plugins
+from .ratelimit import RateLimiter, RedisRateLimiter, StoreRateLimiter
 from .relay import Relay
 from .run import Run
 from .scheduler import Scheduler
+from .store.base import StoreBase
 from .store.migrate import current_revision, head_revision
 from .store.sqlalchemy import SQLStore
 from .worker import Worker, default_worker_name
@@ -34,7 +42,9 @@ class StartReport:
     """What ``Engine.start`` found: plugin failures, default jobs added, jobs resumed."""
 
     plugin_failures: list[PluginFailure] = field(default_factory=list)
+    tables: dict[str, str] = field(default_factory=dict)
     default_jobs_added: list[str] = field(default_factory=list)
+    default_jobs_updated: list[str] = field(default_factory=list)
     default_jobs_invalid: dict[str, str] = field(default_factory=dict)
     unparked: list[str] = field(default_factory=list)
 
@@ -55,6 +65,15 @@ class Engine:
         self.store = store or SQLStore(settings.database_url)
         self.clock: Clock = clock or self.store
         self.plugins = plugins or load_plugins(disabled=settings.plugins_disabled)
+        self.plugin_configs = self._load_plugin_configs()
+        # the plugins' tables live with the jobs unless the domain has a database of its own
+        self._domain_store = StoreBase(settings.domain_database_url) if settings.domain_database_url else None
+        self.domain: SQLEngine = self._domain_store.engine if self._domain_store else self.store.engine
+        self.limiter: RateLimiter = (
+            RedisRateLimiter(settings.redis_url, settings.redis_key_prefix)
+            if settings.redis_url
+            else StoreRateLimiter(self.store, self.clock)
+        )
         self.registry = HandlerRegistry()
         self._register_handlers()
         self.broker = broker or self._make_broker()
@@ -80,7 +99,9 @@ class Engine:
             self.clock,
             max_payload_bytes=settings.max_payload_bytes,
             on_change=self._changed,
+            event_schemas=self._event_schemas(),
         )
+        self.registry.services = Services(self.control, self.clock, self.limiter, self.domain, self.plugin_configs)
         self.dead_letters = DeadLetters(self.store, self.broker, on_replay=self._runs_added)
         self.worker: Worker | None = None
         self._stop = threading.Event()
@@ -99,19 +120,58 @@ class Engine:
             queue_max_length=self.settings.queue_max_length,
         )
 
-    def _register_handlers(self) -> None:
-        # each plugin registers separately so a failing one is reported and skipped
-        for name, plugin in self.plugins.manager.list_name_plugin():
-            impl = getattr(plugin, "sundial_register_handlers", None)
-            if impl is None:
-                continue
-            self.registry.plugin = name
+    def _load_plugin_configs(self) -> dict[str, Mapping[str, Any]]:
+        """Each plugin's settings section, loaded with its schema; a plugin whose section is invalid is disabled."""
+        configs: dict[str, Mapping[str, Any]] = {}
+        schemas = dict(self.plugins.each("sundial_config_schema"))
+        for name in self.plugins.names():
+            section = dict(self.settings.plugins.get(name, {}))
+            declared = schemas.get(name)
+            schema: Schema | None = declared() if isinstance(declared, type) else declared
             try:
-                impl(registry=self.registry)
+                if schema is None:
+                    if section:
+                        raise MarshmallowError({key: ["unknown setting (the plugin declares none)"] for key in section})
+                    configs[name] = {}
+                else:
+                    configs[name] = schema.load(section)
+            except MarshmallowError as e:
+                self.plugins.fail(name, f"config [plugins.{name}]", str(e.messages), disable=True)
+        for name in sorted(set(self.settings.plugins) - set(configs)):
+            log.warning("settings section [plugins.%s] names no loaded plugin", name)
+        return configs
+
+    def _config_of(self, plugin: str) -> dict[str, Any]:
+        return {"config": self.plugin_configs.get(plugin, {})}
+
+    def _register_handlers(self) -> None:
+        # each plugin registers separately so a failing one is reported, disabled and skipped
+        for name in self.plugins.names():
+            self.registry.plugin = name
+            register = getattr(self.plugins.manager.get_plugin(name), "sundial_register_handlers", None)
+            if register is None:
+                continue
+            try:
+                register(registry=self.registry)
             except Exception as e:
-                log.error("plugin %r failed to register its handlers: %s", name, e)
-                self.plugins.failures.append(PluginFailure(name, f"register_handlers: {e.__class__.__name__}: {e}"))
+                self._disable(name, "register_handlers", e)
         self.registry.plugin = None
+
+    def _disable(self, name: str, stage: str, error: BaseException | str) -> None:
+        self.registry.remove_plugin(name)
+        self.plugins.fail(name, stage, error, disable=True)
+
+    def _event_schemas(self) -> dict[str, Schema]:
+        schemas: dict[str, Schema] = {}
+        owner: dict[str, str] = {}
+        for name, declared in self.plugins.each("sundial_event_types"):
+            for event, schema in dict(declared or {}).items():
+                if event in owner:
+                    self.plugins.fail(name, "event_types", f"event {event!r} is already declared by {owner[event]}")
+                    continue
+                owner[event] = name
+                schemas[event] = schema() if isinstance(schema, type) else schema
+        return schemas
 
     def _changed(self) -> None:
         self.scheduler.wake()
@@ -135,28 +195,31 @@ class Engine:
                 f"this Sundial needs {head_revision(self.store.engine)}:"
                 " run `python server.py migrate`"
             )
-        report = StartReport(plugin_failures=list(self.plugins.failures))
-        for document in self._default_jobs():
-            job_id = str(document.get("id", "?"))
+        report = StartReport()
+        # a plugin without its tables cannot work: it is disabled, its jobs park (unknown handler)
+        for name, tables in list(self.plugins.each("sundial_tables", on_error=self._disable)):
             try:
-                if self.control.ensure_job(document) is not None:
+                if not isinstance(tables, PluginTables):
+                    raise TypeError(f"sundial_tables returned {type(tables).__name__}, not PluginTables")
+                report.tables[name] = set_up_tables(name, tables, self.domain, self.store)
+            except (SundialError, TypeError) as e:
+                self._disable(name, "tables", e)
+        for name, documents in list(self.plugins.each("sundial_default_jobs", self._config_of)):
+            for document in documents or ():
+                job_id = str(document.get("id", "?"))
+                try:
+                    outcome = self.control.apply_default(name, document)
+                except ValidationError as e:
+                    log.error("default job %s is invalid: %s", job_id, e)
+                    report.default_jobs_invalid[job_id] = str(e)
+                    continue
+                if outcome == "added":
                     report.default_jobs_added.append(job_id)
-            except ValidationError as e:
-                log.error("default job %s is invalid: %s", job_id, e)
-                report.default_jobs_invalid[job_id] = str(e)
+                elif outcome == "updated":
+                    report.default_jobs_updated.append(job_id)
         report.unparked = [job.id for job in self.control.unpark()]
+        report.plugin_failures = list(self.plugins.failures)
         return report
-
-    def _default_jobs(self) -> Iterable[dict]:
-        for name, plugin in self.plugins.manager.list_name_plugin():
-            impl = getattr(plugin, "sundial_default_jobs", None)
-            if impl is None:
-                continue
-            try:
-                yield from (dict(doc) for doc in impl() or ())
-            except Exception as e:
-                log.error("plugin %r failed to declare its default jobs: %s", name, e)
-                self.plugins.failures.append(PluginFailure(name, f"default_jobs: {e.__class__.__name__}: {e}"))
 
     def start(self, roles: Iterable[str] = ROLES) -> StartReport:
         """Prepare the store and start ``roles`` in background threads."""
@@ -186,7 +249,7 @@ class Engine:
                 prefetch=self.settings.prefetch,
                 lookahead_seconds=self.settings.lookahead_seconds,
                 lease_seconds=self.settings.lease_seconds,
-                observe=self._observe,
+                observe=self.observe,
             )
             self.worker.start()
         return report
@@ -202,6 +265,10 @@ class Engine:
             self.worker.stop(grace)
         self.broker.close()
         self.store.close()
+        if self._domain_store is not None:
+            self._domain_store.close()
+        if isinstance(self.limiter, RedisRateLimiter):
+            self.limiter.close()
 
     def request_stop(self, *, hurry: bool = False) -> None:
         """Ask ``wait`` to return (safe from a signal handler); ``hurry`` cuts the grace period short."""
@@ -231,12 +298,11 @@ class Engine:
             self._runs_added()
         return self.settings.sweep_interval_seconds
 
-    def _observe(self, job: Job, run: Run, status: str, error: str | None) -> None:
-        for name, plugin in self.plugins.manager.list_name_plugin():
-            impl = getattr(plugin, "sundial_run_finished", None)
-            if impl is None:
-                continue
+    def observe(self, job: Job, run: Run, status: str, error: str | None) -> None:
+        """Tell every plugin's ``sundial_run_finished`` about an attempt's outcome; their errors are logged."""
+        args = {"job": job, "run": run, "status": status, "error": error, "domain": self.domain}
+        for impl in self.plugins.hook.sundial_run_finished.get_hookimpls():
             try:
-                impl(job=job, run=run, status=status, error=error)
+                call_impl(impl, args)
             except Exception:
-                log.exception("plugin %r failed observing run %s", name, run.id)
+                log.exception("plugin %r failed observing run %s", impl.plugin_name, run.id)

@@ -63,6 +63,10 @@ class Job:
     version: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # where a plugin's default job came from, and what an operator changed since (see ``Control``)
+    origin: str | None = None
+    defaults_hash: str | None = None
+    operator_fields: frozenset[str] = frozenset()
 
     @property
     def type(self) -> str:

@@ -40,12 +40,30 @@ class Plugin:
     @hookimpl
     def sundial_register_handlers(self, registry):
         raise RuntimeError("cannot register")
+
+
+def noop(ctx):
+    \"\"\"Does nothing.\"\"\"
+
+
+class NoTables:
+    @hookimpl
+    def sundial_register_handlers(self, registry):
+        registry.add("notables.noop", noop)
+
+    @hookimpl
+    def sundial_tables(self):
+        raise RuntimeError("cannot declare tables")
+
+    @hookimpl
+    def sundial_default_jobs(self):
+        raise RuntimeError("cannot declare jobs")
 """
 
 
 @pytest.fixture
 def installed(tmp_path: Path) -> Iterator[Path]:
-    """Three plugins installed as distributions with entry points: good, unimportable, failing."""
+    """Plugins installed as distributions with entry points: good, unimportable, failing to register, without tables."""
     (tmp_path / "good_plugin.py").write_text(GOOD)
     (tmp_path / "failing_plugin.py").write_text(FAILING_REGISTER)
     dist = tmp_path / "sundial_test_plugins-1.0.dist-info"
@@ -56,6 +74,7 @@ def installed(tmp_path: Path) -> Iterator[Path]:
         "broken = no_such_module_anywhere:Plugin\n"
         "good = good_plugin:GoodPlugin\n"
         "failing = failing_plugin:Plugin\n"
+        "notables = failing_plugin:NoTables\n"
     )
     sys.path.insert(0, str(tmp_path))
     yield tmp_path
@@ -80,8 +99,13 @@ def test_the_engine_runs_with_the_good_plugins_and_reports_the_bad(installed: Pa
     engine = Engine(Settings(database_url=f"sqlite:///{tmp_path / 's.db'}"))
     report = engine.prepare()
     assert "good.greet" in engine.registry and "sundial.prune_run_history" in engine.registry
-    assert {f.name for f in report.plugin_failures} == {"broken", "failing"}
-    assert set(report.default_jobs_added) == {"good.daily", "sundial.prune_run_history"}
+    failures = {(f.name, f.error.split(":")[0]) for f in report.plugin_failures}
+    assert failures == {("broken", "ModuleNotFoundError"), ("failing", "register_handlers"), ("notables", "tables")}
+    assert "notables.noop" not in engine.registry and "notables" not in engine.plugins.names()
+    assert engine.plugins.status()["notables"].startswith("tables: RuntimeError: cannot declare tables")
+    assert engine.plugins.status()["good"] == "ok"
+    assert {"good.daily", "sundial.prune_run_history"} <= set(report.default_jobs_added)
+    assert "good.broken" not in report.default_jobs_added
     assert "cron_expression" in report.default_jobs_invalid["good.broken"]
     engine.store.close()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pluggy
 
@@ -38,6 +39,48 @@ class Plugins:
     def names(self) -> list[str]:
         """The names of the registered plugins."""
         return sorted(name for name, _ in self.manager.list_name_plugin() if name)
+
+    def status(self) -> dict[str, str]:
+        """Every plugin known, loaded or not: ``"ok"`` or the reason it failed (for status and metrics)."""
+        report = {name: "ok" for name in self.names()}
+        for failure in self.failures:
+            report[failure.name] = failure.error
+        return report
+
+    def fail(self, name: str, stage: str, error: BaseException | str, *, disable: bool = False) -> None:
+        """Report that plugin ``name`` failed at ``stage``; ``disable`` unregisters it."""
+        text = error if isinstance(error, str) else f"{error.__class__.__name__}: {error}"
+        log.error("plugin %r failed (%s): %s%s", name, stage, text, "; it is disabled" if disable else "")
+        self.failures.append(PluginFailure(name, f"{stage}: {text}"))
+        if disable and self.manager.has_plugin(name):
+            self.manager.unregister(name=name)
+
+    def each(
+        self,
+        hook: str,
+        arguments: Callable[[str], Mapping[str, Any]] = lambda _: {},
+        on_error: Callable[[str, str, BaseException], None] | None = None,
+    ) -> Iterator[tuple[str, Any]]:
+        """Call ``hook`` on each plugin separately, yielding (plugin, result).
+
+        ``arguments(plugin)`` gives the hook's arguments for that plugin; each
+        implementation gets only those it names. One that raises is skipped
+        and handed to ``on_error(plugin, stage, error)`` (by default reported
+        with ``fail``); the others are still called.
+        """
+        for impl in getattr(self.manager.hook, hook).get_hookimpls():
+            kwargs = arguments(impl.plugin_name)
+            try:
+                result = call_impl(impl, kwargs)
+            except Exception as e:  # a plugin may fail in any way; none may stop the engine
+                (on_error or self.fail)(impl.plugin_name, hook.removeprefix("sundial_"), e)
+                continue
+            yield impl.plugin_name, result
+
+
+def call_impl(impl: pluggy.HookImpl, arguments: Mapping[str, Any]) -> Any:
+    """Call one plugin's hook implementation with the arguments it names (pluggy lets it take fewer)."""
+    return impl.function(*(arguments[arg] for arg in impl.argnames))
 
 
 def load_plugins(

@@ -91,6 +91,9 @@ def job_row(job: Job) -> dict[str, Any]:
         "version": job.version,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
+        "origin": job.origin,
+        "defaults_hash": job.defaults_hash,
+        "operator_fields": sorted(job.operator_fields),
     }
 
 
@@ -124,6 +127,9 @@ def job_from_row(row: Any) -> Job:
         version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        origin=row["origin"],
+        defaults_hash=row["defaults_hash"],
+        operator_fields=frozenset(row["operator_fields"] or ()),
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import Conflict, NotFound
@@ -390,3 +392,60 @@ class SQLStore(RunPath):
                 select(func.min(t.runs.c.available_at)).where(t.runs.c.status == RunStatus.PENDING.value)
             ).scalar_one_or_none()
         return max(0.0, (self.now() - oldest).total_seconds()) if oldest is not None else 0.0
+
+    # -- plugins: schema versions and rate limits ------------------------------
+
+    def plugin_schema_versions(self) -> dict[str, int]:
+        """The version each plugin's domain tables were last set up at."""
+        with self._read() as conn:
+            return {
+                plugin: version
+                for plugin, version in conn.execute(select(t.plugin_schemas.c.plugin, t.plugin_schemas.c.version))
+            }
+
+    def set_plugin_schema_version(self, plugin: str, version: int, now: datetime | None = None) -> None:
+        """Record that ``plugin``'s domain tables are at ``version``."""
+        now = now or self.now()
+        with self._write() as conn:
+            row = t.plugin_schemas.c.plugin == plugin
+            changed = conn.execute(update(t.plugin_schemas).where(row).values(version=version, updated_at=now)).rowcount
+            if not changed:
+                conn.execute(
+                    self._insert_ignoring(t.plugin_schemas, ("plugin",)).values(
+                        plugin=plugin, version=version, updated_at=now
+                    )
+                )
+
+    def count_use(self, key: str, period_seconds: float, now: datetime, *, connection: Connection | None = None) -> int:
+        """Count one use of ``key`` in its window (a new window of ``period_seconds`` if none is open).
+
+        One upsert, so concurrent callers each see a distinct count: on
+        PostgreSQL the conflicting row is locked, on SQLite the write
+        transaction is exclusive. With ``connection`` it runs in the caller's
+        transaction on this database instead of one of its own.
+        """
+        table = t.rate_limits
+        ends = bindparam("ends", now + timedelta(seconds=period_seconds), type_=t.UTCDateTime())
+        expired = table.c.window_ends_at <= bindparam("now", now, type_=t.UTCDateTime())
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        statement = (
+            dialect_insert(table)
+            .values(key=key, count=1, window_ends_at=ends)
+            .on_conflict_do_update(
+                index_elements=["key"],
+                set_={
+                    "count": case((expired, 1), else_=table.c.count + 1),
+                    "window_ends_at": case((expired, ends), else_=table.c.window_ends_at),
+                },
+            )
+            .returning(table.c.count)
+        )
+        if connection is not None:
+            return int(connection.execute(statement).scalar_one())
+        with self._write() as conn:
+            return int(conn.execute(statement).scalar_one())
+
+    def prune_rate_limits(self, now: datetime) -> int:
+        """Delete rate-limit windows that have ended; return how many."""
+        with self._write() as conn:
+            return conn.execute(delete(t.rate_limits).where(t.rate_limits.c.window_ends_at <= now)).rowcount

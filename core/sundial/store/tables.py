@@ -109,6 +109,12 @@ jobs = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # the plugin that declared this job as a default (NULL: an operator created it), the hash of
+    # the default it was last set from, and the document keys an operator has changed since:
+    # a new plugin version updates the job but never those keys
+    Column("origin", String(128)),
+    Column("defaults_hash", String(64)),
+    Column("operator_fields", Json, nullable=False, default=list),
     Index(None, "active", "next_run_at"),
     Index(None, "trigger_event"),
 )
@@ -192,4 +198,23 @@ run_logs = Table(
     Column("level", String(8), nullable=False),
     Column("message", Text, nullable=False),
     Index(None, "run_id"),
+)
+
+plugin_schemas = Table(
+    "sundial_plugin_schemas",
+    metadata,
+    # which version of its tables each plugin's domain schema is at
+    Column("plugin", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+rate_limits = Table(
+    "sundial_rate_limits",
+    metadata,
+    # one fixed window per key: ``count`` uses of the key in the window that ends at ``window_ends_at``
+    Column("key", String(255), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("window_ends_at", UTCDateTime, nullable=False),
+    Index(None, "window_ends_at"),
 )

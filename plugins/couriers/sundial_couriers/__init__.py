@@ -1,0 +1,1 @@
+"""Couriers: overdue delivery tasks re-offered, and each courier's daily route."""

@@ -1,0 +1,1 @@
+"""Envelope design contests: rounds that close themselves at their deadline."""

@@ -1,0 +1,1 @@
+"""Writing-inspiration cards pushed to subscribers every day."""

@@ -1,0 +1,1 @@
+"""Maintenance of the platform and of Sundial itself: archives, reports, health, backups, alerts."""
