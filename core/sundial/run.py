@@ -76,6 +76,8 @@ class Run:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    #: the job's handler, where the query that read the run joined it (the outbox does, for message headers)
+    handler: str | None = None
 
 
 @dataclass(frozen=True)

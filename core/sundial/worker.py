@@ -15,6 +15,7 @@ cannot be killed) and its thread replaced, so it never costs a worker slot.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -410,6 +411,7 @@ class Worker:
             self.broker.settle(delivery)
             return
         if run is not None:
+            run = dataclasses.replace(run, handler=claim.job.handler)  # for the message's headers
             if status is RunStatus.RETRYING:
                 delay = (run.available_at - self.store.now()).total_seconds() if run.available_at else 0.0
                 self.broker.retry(delivery, run, max(delay, 0.0), run.error)

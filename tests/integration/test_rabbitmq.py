@@ -111,6 +111,8 @@ def test_retry_tiers_really_delay_and_the_run_is_dead_after_max_retries(
     assert [json.loads(m["payload"])["run_id"] for m in parked] == [run.id]
     headers = parked[0]["properties"]["headers"]
     assert headers["x-sundial-job"] == "doomed" and headers["x-sundial-attempt"] == 3
+    assert headers["x-sundial-handler"] == "t.flaky"
+    assert headers["x-sundial-scheduled-at"] == run.scheduled_at.isoformat()
     assert headers["x-sundial-last-error"] == "RuntimeError: attempt 3 fails"
 
 

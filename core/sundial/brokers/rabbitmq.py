@@ -90,6 +90,8 @@ def encode(run: Run, *, last_error: str | None = None) -> tuple[bytes, pika.Basi
         f"{HEADER}attempt": run.attempt,
         f"{HEADER}scheduled-at": run.scheduled_at.isoformat(),
     }
+    if run.handler:
+        headers[f"{HEADER}handler"] = run.handler
     if last_error:
         headers[f"{HEADER}last-error"] = last_error[:1000]
     properties = pika.BasicProperties(

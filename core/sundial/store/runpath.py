@@ -44,7 +44,8 @@ class RunPath(StoreBase):
         due = self.now() + timedelta(seconds=ahead_seconds)
         with self._read() as conn:
             rows = conn.execute(
-                select(t.runs)
+                select(t.runs, t.jobs.c.handler)
+                .join(t.jobs, t.jobs.c.id == t.runs.c.job_id)
                 .where(t.runs.c.status == RunStatus.PENDING.value, t.runs.c.available_at <= due)
                 .order_by(t.runs.c.available_at)
                 .limit(limit)
