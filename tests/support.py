@@ -11,7 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from sundial.handlers import HandlerRegistry, RunContext
+from sundial.metrics import Metrics
 from sundial.plugins import hookimpl
 
 
@@ -24,6 +27,12 @@ def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: floa
             return value
         time.sleep(interval)
     raise AssertionError(f"not true within {timeout}s: {getattr(condition, '__qualname__', condition)}")
+
+
+def samples(source: Metrics | str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples called ``name`` (with their labels) in a process's metrics or in a scraped page."""
+    families = text_string_to_metric_families(source) if isinstance(source, str) else source.registry.collect()
+    return [(dict(s.labels), s.value) for family in families for s in family.samples if s.name == name]
 
 
 class Handlers:

@@ -102,6 +102,10 @@ class Broker(ABC):
     def setup(self, queues: Sequence[str]) -> None:  # noqa: B027 - optional: only brokers with topology
         """Declare whatever the broker needs for ``queues`` (idempotent; called at start)."""
 
+    def depths(self, queues: Sequence[str]) -> dict[str, int]:
+        """Messages waiting in each of ``queues``' work queues, where the broker keeps its own (else empty)."""
+        return {}
+
     def purge_parked(self) -> int:
         """Empty the broker's parking queue, if it has one; return how many messages went."""
         return 0

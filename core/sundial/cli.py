@@ -208,6 +208,7 @@ def status(ctx: _Context, as_json: bool) -> None:
         "broker": "embedded" if engine.settings.embedded else "rabbitmq",
         "runs": engine.store.counts(),
         "outbox_lag_seconds": round(engine.store.outbox_lag(), 3),
+        **queue_report(engine),
         "parked_jobs": {job.id: job.parked_reason for job in engine.store.list_jobs(parked=True)},
         "dead_letters": len(engine.dead_letters.runs(limit=100_000)),
         "plugin_failures": {f.name: f.error for f in engine.plugins.failures},
@@ -219,6 +220,22 @@ def status(ctx: _Context, as_json: bool) -> None:
         return
     for key, value in report.items():
         click.echo(f"{key:20} {value}")
+
+
+def queue_report(engine: Engine) -> dict[str, Any]:
+    """Work queue depths against their limit, and whether a full one holds runs back (backpressure)."""
+    queues = sorted({*engine.settings.queues, *(queue for queue, _ in engine.store.open_counts())})
+    try:
+        depths = engine.broker.depths(queues)
+    except SundialError as e:
+        return {"work_queues": f"unreadable: {e}", "backpressure": "unknown"}
+    if not depths:
+        return {}  # the embedded broker: the store is the queue, runs above say it all
+    limit = engine.settings.queue_max_length
+    return {
+        "work_queues": {name: f"{depth}/{limit}" for name, depth in depths.items()},
+        "backpressure": any(depth >= limit for depth in depths.values()),
+    }
 
 
 # -- managing jobs on the store directly ---------------------------------------

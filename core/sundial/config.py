@@ -52,6 +52,7 @@ class Settings:
     plugins_disabled: tuple[str, ...] = ()
     log_level: str = "INFO"
     worker_name: str | None = None
+    metrics_addr: str | None = None
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
@@ -69,6 +70,12 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], None]:
             raise ValidationError("an SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db")
 
     return check
+
+
+def _host_port(value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or int(port) > 65535:
+        raise ValidationError("must be host:port, for example 127.0.0.1:9464 or [::1]:9464")
 
 
 class _List(mf.List):
@@ -106,6 +113,7 @@ class SettingsSchema(Schema):
     plugins_disabled = _List(mf.String())
     log_level = mf.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
     worker_name = mf.String(allow_none=True, validate=validate.Length(min=1, max=128))
+    metrics_addr = mf.String(allow_none=True, validate=_host_port)
     plugins = mf.Dict(keys=mf.String(), values=mf.Dict())
 
     @validates("log_level")

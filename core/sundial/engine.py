@@ -22,6 +22,7 @@ from .errors import ConfigError, SundialError, ValidationError
 from .handlers import HandlerRegistry, Services
 from .job import Job
 from .loops import run_loop
+from .metrics import Metrics
 from .plugins.domain import PluginTables, set_up_tables
 from .plugins.manager import PluginFailure, Plugins, call_impl, load_plugins
 from .ratelimit import RateLimiter, RedisRateLimiter, StoreRateLimiter
@@ -62,6 +63,7 @@ class Engine:
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = Metrics()
         self.store = store or SQLStore(settings.database_url)
         self.clock: Clock = clock or self.store
         self.plugins = plugins or load_plugins(disabled=settings.plugins_disabled)
@@ -83,6 +85,7 @@ class Engine:
             batch_size=settings.batch_size,
             max_idle_seconds=settings.max_idle_seconds,
             lookahead_seconds=settings.lookahead_seconds,
+            metrics=self.metrics,
         )
         self.scheduler = Scheduler(
             self.store,
@@ -104,6 +107,7 @@ class Engine:
         self.registry.services = Services(self.control, self.clock, self.limiter, self.domain, self.plugin_configs)
         self.dead_letters = DeadLetters(self.store, self.broker, on_replay=self._runs_added)
         self.worker: Worker | None = None
+        self.metrics_address: tuple[str, int] | None = None  # where /metrics listens, once started
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -219,6 +223,8 @@ class Engine:
                     report.default_jobs_updated.append(job_id)
         report.unparked = [job.id for job in self.control.unpark()]
         report.plugin_failures = list(self.plugins.failures)
+        for failure in report.plugin_failures:
+            self.metrics.plugin_failures.labels(failure.name).inc()
         return report
 
     def start(self, roles: Iterable[str] = ROLES) -> StartReport:
@@ -233,7 +239,10 @@ class Engine:
         except SundialError as e:
             # not fatal: every connection declares what it uses, once the broker answers
             log.warning("broker not ready at start (%s); carrying on, connections retry with backoff", e)
+        for role in ROLES:
+            self.metrics.roles.labels(role).set(1 if role in roles else 0)
         if "scheduler" in roles:
+            self.metrics.watch_store(self.store)
             self._spawn("sundial-scheduler", self.scheduler.run, self._stop)
             self._spawn("sundial-sweeper", run_loop, self._sweep, self._stop, threading.Event(), "lease sweep")
             if not self.broker.reads_outbox:
@@ -250,8 +259,15 @@ class Engine:
                 lookahead_seconds=self.settings.lookahead_seconds,
                 lease_seconds=self.settings.lease_seconds,
                 observe=self.observe,
+                metrics=self.metrics,
             )
             self.worker.start()
+        if self.settings.metrics_addr:
+            try:
+                self.metrics_address = self.metrics.serve(self.settings.metrics_addr)
+            except OSError as e:
+                self.stop(grace_seconds=0)
+                raise ConfigError(f"setting 'metrics_addr' (SUNDIAL_METRICS_ADDR): cannot listen there: {e}") from e
         return report
 
     def stop(self, grace_seconds: float | None = None) -> None:
@@ -263,6 +279,7 @@ class Engine:
         if self.worker is not None:
             grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
             self.worker.stop(grace)
+        self.metrics.close()
         self.broker.close()
         self.store.close()
         if self._domain_store is not None:
@@ -289,6 +306,7 @@ class Engine:
         """Redeliver runs whose worker's lease expired (it died or hung), or whose message went missing."""
         requeued = self.store.expire_leases()
         if requeued:
+            self.metrics.leases_expired.inc(len(requeued))
             log.warning("lease expired on runs %s: redelivering", requeued)
         if not self.broker.reads_outbox:
             stale = self.store.requeue_stale(self.settings.requeue_queued_after_seconds)

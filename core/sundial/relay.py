@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .abc import Broker
 from .loops import run_loop
+from .metrics import Metrics
 from .store.sqlalchemy import SQLStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Relay:
         batch_size: int = 500,
         max_idle_seconds: float = 1.0,
         lookahead_seconds: float = 0.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.lookahead_seconds = lookahead_seconds
@@ -48,6 +50,7 @@ class Relay:
         self.batch_size = batch_size
         self.max_idle_seconds = max_idle_seconds
         self.backpressure = False
+        self.metrics = metrics or Metrics()
         self._wake = threading.Event()
         self._backoff = 0.1
 
@@ -55,11 +58,14 @@ class Relay:
         """Publish one batch of due pending runs; mark the confirmed ones queued."""
         runs = self.store.outbox(self.batch_size, ahead_seconds=self.lookahead_seconds)
         if not runs:
+            self.backpressure = False
+            self.metrics.relay_pass(0, 0)
             return RelayPass(0, 0, 0, full=False)
         result = self.broker.publish(runs)
         confirmed = set(result.confirmed)
         self.store.mark_queued([run for run in runs if run.id in confirmed], self.store.now())
         self.backpressure = bool(result.rejected)
+        self.metrics.relay_pass(len(result.confirmed), len(result.rejected))
         return RelayPass(len(result.confirmed), len(result.rejected), len(result.failed), len(runs) >= self.batch_size)
 
     def wake(self) -> None:

@@ -33,6 +33,7 @@ from datetime import datetime
 from .abc import Broker, Claim, Delivery
 from .handlers import HandlerRegistry, RunContext, RunLogger
 from .job import Job
+from .metrics import Metrics
 from .run import Run, RunStatus
 from .store.rows import Outcome
 from .store.sqlalchemy import SQLStore
@@ -97,6 +98,7 @@ class _Running:
     started: float = 0.0
     started_at: datetime | None = None  # the store's clock, for the record
     deadline: float = float("inf")
+    duration: float | None = None
     ok: bool = False
     error: str | None = None
     final: bool = False  # no retry can help (the handler is unknown)
@@ -132,6 +134,7 @@ class Worker:
         lookahead_seconds: float = 0.0,
         lease_seconds: float = 30.0,
         observe: RunObserver | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -144,6 +147,7 @@ class Worker:
         self.lookahead = lookahead_seconds / 2
         self.lease_seconds = lease_seconds
         self.observe = observe
+        self.metrics = metrics or Metrics()
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._closed = threading.Event()  # stops the lease renewer, after the loop
@@ -337,6 +341,7 @@ class Worker:
                 running.recording = True
         for running in late:
             running.ctx.cancelled.set()
+            self.metrics.timeouts.labels(running.claim.job.handler).inc()
             done[running.run_id] = running
             if running.thread is not None:
                 # threads cannot be killed: the hung one is abandoned (cancellation flag
@@ -390,13 +395,14 @@ class Worker:
             backoff = 0.5
 
     def _outcome(self, running: _Running, now: float) -> Outcome:
+        running.duration = now - running.started if running.started else None
         retry_in = (
             None if running.ok or running.final else retry_delay(running.claim.job, running.claim.run.failures + 1)
         )
         return Outcome(
             ok=running.ok,
             error=running.error,
-            duration_seconds=now - running.started if running.started else 0.0,
+            duration_seconds=running.duration or 0.0,
             logs=running.ctx.logger.drain(),
             retry_in=retry_in,
             retry_from_outbox=retry_in is not None and retry_in > self.broker.max_delay,
@@ -406,6 +412,13 @@ class Worker:
     def _route(self, running: _Running, status: RunStatus | None, run: Run | None) -> None:
         """Tell the broker where a recorded outcome sends the delivery, and tell observers."""
         claim, delivery = running.claim, running.delivery
+        job = claim.job
+        # the fire lag of a first attempt; a retry's start is late by its backoff, not by Sundial
+        lag = (running.started_at - claim.run.scheduled_at).total_seconds() if running.started_at else None
+        self.metrics.run_finished(
+            job.id, job.handler, job.queue, status.value if status else "rejected", running.duration,
+            lag if claim.attempt == 1 else None,
+        )  # fmt: skip
         if status is None:
             log.warning("run %s: result of attempt %s rejected, its lease was taken over", claim.run.id, claim.attempt)
             self.broker.settle(delivery)

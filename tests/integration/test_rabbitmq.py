@@ -11,12 +11,13 @@ import pika
 import pytest
 
 from sundial.brokers.rabbitmq import RETRY_TIERS, tier_for, tier_name, work_queue
+from sundial.cli import queue_report
 from sundial.config import Settings
 from sundial.engine import Engine
 from sundial.plugins.manager import load_plugins
 from sundial.run import RunStatus
 from sundial.store.sqlalchemy import SQLStore
-from support import Handlers, wait_for
+from support import Handlers, samples, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
@@ -165,6 +166,11 @@ def test_a_full_queue_keeps_runs_pending_until_there_is_room(make_engine: Engine
     for n in range(20):
         scheduler.control.add_job(now_job(f"job-{n}"))
     wait_for(lambda: scheduler.relay.backpressure)
+    assert samples(scheduler.metrics, "sundial_relay_backpressure") == [({}, 1.0)]
+    [(_, refused)] = samples(scheduler.metrics, "sundial_relay_refused_runs_total")
+    assert refused > 0
+    report = queue_report(scheduler)  # what `server.py status` shows an operator
+    assert report["backpressure"] is True and report["work_queues"]["default"].endswith("/5")
     counts = scheduler.store.counts()
     assert 5 <= counts.get("queued", 0) < 20 and counts.get("pending", 0) > 0  # refused, kept, not dropped
     assert counts.get("queued", 0) + counts.get("pending", 0) == 20
@@ -172,6 +178,8 @@ def test_a_full_queue_keeps_runs_pending_until_there_is_room(make_engine: Engine
     wait_for(lambda: scheduler.store.counts().get("succeeded") == 20, timeout=30)
     assert len(handlers.calls) == 20
     assert not scheduler.relay.backpressure
+    assert samples(scheduler.metrics, "sundial_relay_backpressure") == [({}, 0.0)]
+    assert queue_report(scheduler) == {"work_queues": {"default": "0/5"}, "backpressure": False}
 
 
 def test_runs_are_dispatched_ahead_and_start_on_time_never_early(make_engine: EngineFactory) -> None:

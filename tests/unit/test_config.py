@@ -42,6 +42,8 @@ def test_config_file_from_the_environment_and_a_sundial_table(tmp_path: Path) ->
         ({"SUNDIAL_CONCURRENCY": "0"}, "concurrency"),
         ({"SUNDIAL_LEASE_SECONDS": "-1"}, "lease_seconds"),
         ({"SUNDIAL_LOG_LEVEL": "loud"}, "log_level"),
+        ({"SUNDIAL_METRICS_ADDR": "9464"}, "SUNDIAL_METRICS_ADDR"),
+        ({"SUNDIAL_METRICS_ADDR": "127.0.0.1:http"}, "metrics_addr"),
         ({"SUNDIAL_CONCURENCY": "2"}, "SUNDIAL_CONCURENCY"),
     ],
 )

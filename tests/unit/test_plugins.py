@@ -12,6 +12,7 @@ from sundial.config import Settings
 from sundial.engine import Engine
 from sundial.handlers import HandlerRegistry
 from sundial.plugins.manager import load_plugins
+from support import samples
 
 GOOD = '''
 from sundial.plugins import hookimpl
@@ -107,6 +108,8 @@ def test_the_engine_runs_with_the_good_plugins_and_reports_the_bad(installed: Pa
     assert {"good.daily", "sundial.prune_run_history"} <= set(report.default_jobs_added)
     assert "good.broken" not in report.default_jobs_added
     assert "cron_expression" in report.default_jobs_invalid["good.broken"]
+    reported = {labels["plugin"] for labels, value in samples(engine.metrics, "sundial_plugin_failures") if value == 1}
+    assert reported == {"broken", "failing", "notables"}
     engine.store.close()
 
 

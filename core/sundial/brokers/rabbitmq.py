@@ -405,6 +405,24 @@ class RabbitMQBroker(Broker):
             raise BrokerError(f"{item[0]} did not accept run {item[4]}")
         self.settle(delivery)
 
+    def depths(self, queues: Sequence[str]) -> dict[str, int]:
+        """Ready messages per work queue, read with passive declares (a queue not declared yet holds 0)."""
+        depths: dict[str, int] = {}
+        for name in queues:
+            try:
+                frame = self._link().publish.queue_declare(work_queue(name), passive=True)
+            except pika.exceptions.ChannelClosedByBroker as e:
+                self._drop()
+                if e.reply_code != 404:
+                    raise BrokerError(f"reading {work_queue(name)} failed: {e!r}") from e
+                depths[name] = 0
+                continue
+            except pika.exceptions.AMQPError as e:
+                self._drop()
+                raise BrokerError(f"reading {work_queue(name)} failed: {e!r}") from e
+            depths[name] = int(frame.method.message_count)
+        return depths
+
     def purge_parked(self) -> int:
         try:
             frame = self._link().publish.queue_purge(DEAD_QUEUE)
