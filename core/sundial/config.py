@@ -53,6 +53,7 @@ class Settings:
     log_level: str = "INFO"
     worker_name: str | None = None
     metrics_addr: str | None = None
+    handler_isolation: str = "thread"
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
@@ -114,6 +115,7 @@ class SettingsSchema(Schema):
     log_level = mf.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
     worker_name = mf.String(allow_none=True, validate=validate.Length(min=1, max=128))
     metrics_addr = mf.String(allow_none=True, validate=_host_port)
+    handler_isolation = mf.String(validate=validate.OneOf(["thread", "process"]))
     plugins = mf.Dict(keys=mf.String(), values=mf.Dict())
 
     @validates("log_level")

@@ -260,6 +260,7 @@ class Engine:
                 lease_seconds=self.settings.lease_seconds,
                 observe=self.observe,
                 metrics=self.metrics,
+                isolation=self.settings.handler_isolation,
             )
             self.worker.start()
         if self.settings.metrics_addr:

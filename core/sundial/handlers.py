@@ -59,6 +59,13 @@ class RunLogger:
             else:
                 self.dropped += 1
 
+    def extend(self, lines: list[tuple[datetime, str, str]]) -> None:
+        """Add lines collected elsewhere (a handler's child process), within the same limit."""
+        with self._lock:
+            room = max(MAX_LOG_LINES - len(self.lines), 0)
+            self.lines.extend(lines[:room])
+            self.dropped += max(len(lines) - room, 0)
+
     def debug(self, message: str, *args: Any) -> None:
         self.log("DEBUG", message, *args)
 

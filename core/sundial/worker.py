@@ -25,13 +25,13 @@ import random
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from .abc import Broker, Claim, Delivery
 from .handlers import HandlerRegistry, RunContext, RunLogger
+from .isolation import HandlerProcess, HandlerTimeout, call_handler, interrupt
 from .job import Job
 from .metrics import Metrics
 from .run import Run, RunStatus
@@ -39,7 +39,6 @@ from .store.rows import Outcome
 from .store.sqlalchemy import SQLStore
 
 log = logging.getLogger(__name__)
-MAX_ERROR_CHARS = 2000
 # how long past the lookahead a worker holds an early delivery rather than sending it round a retry tier
 _HOLD_SECONDS = 1.0
 # a run may be delivered before its relay marked it queued, or again after a lease expired
@@ -104,6 +103,8 @@ class _Running:
     final: bool = False  # no retry can help (the handler is unknown)
     recording: bool = False  # handed to the bookkeeper
     thread: threading.Thread | None = None  # the handler thread running it, once started
+    process: HandlerProcess | None = None  # the child process running it, with process isolation
+    in_handler: bool = False  # its handler is running now (guarded by the worker's lock when cleared)
     abandoned: bool = False
 
     @property
@@ -135,6 +136,7 @@ class Worker:
         lease_seconds: float = 30.0,
         observe: RunObserver | None = None,
         metrics: Metrics | None = None,
+        isolation: str = "thread",
     ) -> None:
         self.store = store
         self.broker = broker
@@ -148,6 +150,9 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.observe = observe
         self.metrics = metrics or Metrics()
+        if isolation not in ("thread", "process"):
+            raise ValueError(f"isolation must be 'thread' or 'process', not {isolation!r}")
+        self.isolation = isolation
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._closed = threading.Event()  # stops the lease renewer, after the loop
@@ -192,6 +197,8 @@ class Worker:
             self._inflight.clear()
         for running in leftover:
             running.ctx.cancelled.set()
+            if running.process is not None:
+                running.process.kill()
         released = self.store.release([r.claim for r in leftover]) if leftover else 0
         if released:
             log.warning("gave %d unfinished runs back to the queue at shutdown", released)
@@ -292,33 +299,60 @@ class Worker:
         threading.Thread(target=self._handle_runs, name="sundial-handler", daemon=True).start()
 
     def _handle_runs(self) -> None:
-        """A handler thread: runs handlers one after another until it is abandoned or stopped."""
-        while True:
-            running = self._handler_queue.get()
-            if running is None:
-                return
-            if running.recording:
-                continue  # timed out before a thread was free to start it
-            running.thread = threading.current_thread()
-            running.started_at = self.store.now()
-            running.started = time.monotonic()
-            running.deadline = running.started + running.claim.job.timeout_seconds
-            ctx = running.ctx
-            info = self.registry.get(running.claim.job.handler)
-            ok, error = False, None
-            try:
-                assert info is not None, "checked before queueing"
-                info.function(ctx)
-                ok = True
-            except BaseException as e:  # a handler's failure is the run's, never the worker's
-                error = f"{e.__class__.__name__}: {e}"[:MAX_ERROR_CHARS]
-                ctx.logger.error("%s", traceback.format_exc()[-MAX_ERROR_CHARS:])
-            with self._lock:
-                if not running.recording:  # else it timed out: its outcome is written already
-                    running.ok, running.error = ok, error
-            self._finished.put(ctx.run_id)
-            if running.abandoned:
-                return  # timed out earlier: a replacement thread has taken this one's place
+        """A handler thread: runs handlers one after another until it is abandoned or stopped.
+
+        With process isolation it drives a child process of its own, and forks
+        a fresh one after its child was killed (a timeout) or died.
+        """
+        child: HandlerProcess | None = None
+        try:
+            while True:
+                running = self._handler_queue.get()
+                if running is None:
+                    return
+                if running.recording:
+                    continue  # timed out before a thread was free to start it
+                if self.isolation == "process" and (child is None or child.dead):
+                    child = HandlerProcess(self.registry, self.store, self._after_fork)
+                running.thread, running.process = threading.current_thread(), child
+                running.started_at = self.store.now()
+                running.started = time.monotonic()
+                running.deadline = running.started + running.claim.job.timeout_seconds
+                running.in_handler = True
+                try:
+                    ok, error = self._call(running, child)
+                    with self._lock:
+                        running.in_handler = False
+                        if not running.recording:  # else it timed out: its outcome is written already
+                            running.ok, running.error = ok, error
+                except HandlerTimeout:
+                    pass  # raised just after the handler returned: it had timed out, its outcome is written
+                self._finished.put(running.run_id)
+                if running.abandoned:
+                    return  # timed out earlier: a replacement thread has taken this one's place
+        finally:
+            if child is not None:
+                child.close()
+
+    def _call(self, running: _Running, child: HandlerProcess | None) -> tuple[bool, str | None]:
+        """Run the handler here, or in ``child``; a child that dies is the run's failure, with how it died."""
+        info, ctx, run = self.registry.get(running.claim.job.handler), running.ctx, running.claim.run
+        assert info is not None, "checked before queueing"
+        if child is None:
+            return call_handler(info, ctx)
+        try:
+            ok, error, lines = child.run(run.id, running.claim.job, ctx.payload, run.scheduled_at, run.attempt)
+        except (EOFError, OSError):
+            return False, f"the handler's process {child.exit_status()}"
+        ctx.logger.extend(lines)
+        return ok, error
+
+    def _after_fork(self) -> None:
+        """In a handler process: leave the worker's database connections to the worker, open our own."""
+        self.store.engine.dispose(close=False)
+        services = self.registry.services
+        if services is not None and services.domain is not self.store.engine:
+            services.domain.dispose(close=False)
 
     def _complete(self, wait: float) -> None:
         """Hand finished (or timed-out) attempts to the bookkeeper; settle those it has recorded."""
@@ -339,13 +373,19 @@ class Worker:
             for running in late:
                 running.ok, running.error = False, f"timed out after {running.claim.job.timeout_seconds:g}s"
                 running.recording = True
+                # under the lock its thread takes when the handler returns, so a stop meant
+                # for this handler never lands in the next one
+                if running.in_handler and running.process is not None:
+                    running.process.kill()  # its thread sees the child die and forks another
+                elif running.in_handler and running.thread is not None:
+                    interrupt(running.thread.ident or 0)
         for running in late:
             running.ctx.cancelled.set()
             self.metrics.timeouts.labels(running.claim.job.handler).inc()
             done[running.run_id] = running
-            if running.thread is not None:
-                # threads cannot be killed: the hung one is abandoned (cancellation flag
-                # set) and replaced, so it costs a thread, not a worker slot
+            if running.thread is not None and running.process is None:
+                # a handler blocked in C ignores the interrupt: its thread is abandoned (cancellation
+                # flag set) and replaced, so it costs a thread, not a worker slot
                 running.abandoned = True
                 self._add_handler_thread()
         if done:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -95,3 +96,28 @@ def test_sigterm_past_the_grace_period_gives_the_run_back(process: Process) -> N
     process.signal(signal.SIGINT)
     assert process.wait() == 0
     store.close()
+
+
+def test_with_process_isolation_kill_9_of_the_worker_leaves_no_handler_running(tmp_path: Path) -> None:
+    process = Process(tmp_path, SUNDIAL_HANDLER_ISOLATION="process")
+    store, control = control_for(process)
+    control.add_job(one_shot("slow", "test.sleep", datetime.now(UTC), seconds=30))
+    process.start()
+    try:
+        [line] = wait_for(lambda: process.lines("start"))
+        child = int(line.split("pid=")[1])
+        assert process.proc is not None and child != process.proc.pid  # the handler ran in a child of its own
+        process.signal(signal.SIGKILL)
+        process.wait()
+
+        def gone() -> bool:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for(gone, timeout=10)  # it died with its worker: no orphan goes on with the run
+    finally:
+        process.stop()
+        store.close()
