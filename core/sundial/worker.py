@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .abc import Broker, Claim, Delivery
+from .errors import SundialError
 from .handlers import HandlerRegistry, RunContext, RunLogger
 from .isolation import HandlerProcess, HandlerTimeout, call_handler, interrupt
 from .job import Job
@@ -242,6 +243,10 @@ class Worker:
                     self._begin(deliveries)
                 self._complete(wait=0.005 if self._inflight else 0.0)
                 backoff = 0.5
+            except SundialError as e:  # the broker or the store is away: say so in a line, and reconnect
+                log.warning("worker loop: %s; retrying in %.1fs", e, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
             except Exception:
                 # unsettled deliveries come back: the broker redelivers, the sweeper requeues
                 log.exception("worker loop failed; retrying in %.1fs", backoff)

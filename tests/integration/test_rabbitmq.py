@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pika
 import pytest
@@ -195,3 +196,32 @@ def test_runs_are_dispatched_ahead_and_start_on_time_never_early(make_engine: En
     lags = sorted((r.started_at - at).total_seconds() for r in runs)
     assert lags[0] >= 0, lags  # never before the fire time
     assert lags[-1] < 0.5, lags  # and on time (the benchmark measures how close)
+
+
+def test_connections_the_broker_closes_are_reopened_and_no_run_is_lost_or_doubled(
+    make_engine: EngineFactory, rabbit: Any
+) -> None:
+    handlers = Handlers()
+    engine = make_engine(handlers)
+    for n in range(20):
+        engine.control.add_job({"id": f"tick-{n}", "name": "tick", "handler": "t.record", "type": "interval",
+                                "interval_seconds": 0.5})  # fmt: skip
+    succeeded = lambda: engine.store.counts().get("succeeded", 0)  # noqa: E731
+    wait_for(lambda: succeeded() >= 60, timeout=30)
+    vhost = quote(rabbit.vhost, safe="")
+    before = {c["name"] for c in wait_for(lambda: rabbit.call("GET", f"/vhosts/{vhost}/connections"))}
+    for name in before:  # what an operator's "force close" in the UI, or a network cut, does
+        rabbit.call("DELETE", f"/connections/{quote(name, safe='')}")
+    at_cut = succeeded()
+    wait_for(lambda: succeeded() >= at_cut + 60, timeout=30)  # the relay and the worker carried on
+    # new connections, opened by Sundial itself (the management API lists them after a moment)
+    wait_for(lambda: {c["name"] for c in rabbit.call("GET", f"/vhosts/{vhost}/connections")} - before, timeout=30)
+    for n in range(20):
+        engine.control.pause(f"tick-{n}")
+    open_runs = [RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING]
+    wait_for(lambda: not engine.store.list_runs(statuses=open_runs), timeout=30)
+    runs = engine.store.list_runs(limit=100_000)
+    done = {r.id for r in runs if r.status is RunStatus.SUCCEEDED}
+    executed = [run_id for run_id, _ in handlers.calls]
+    assert sorted(executed) == sorted(done)  # every run ran, and ran once
+    assert all(r.status in (RunStatus.SUCCEEDED, RunStatus.SKIPPED) for r in runs)
