@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from .abc import Broker
+from .failpoints import failpoint
 from .loops import run_loop
 from .metrics import Metrics
 from .store.sqlalchemy import SQLStore
@@ -61,7 +62,9 @@ class Relay:
             self.backpressure = False
             self.metrics.relay_pass(0, 0)
             return RelayPass(0, 0, 0, full=False)
+        failpoint("relay.before_publish")
         result = self.broker.publish(runs)
+        failpoint("relay.after_publish")
         confirmed = set(result.confirmed)
         self.store.mark_queued([run for run in runs if run.id in confirmed], self.store.now())
         self.backpressure = bool(result.rejected)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .clock import Clock
+from .failpoints import failpoint
 from .job import Job
 from .loops import run_loop
 from .run import RunStatus, SkipReason
@@ -184,6 +185,7 @@ class Scheduler:
             if plan.parked_reason:
                 log.warning("job %s parked: %s", job.id, plan.parked_reason)
         if runs:
+            failpoint("scheduler.after_commit")
             self.on_runs()
         return PassResult(len(decided), runs, skipped, parked, full=len(decided) >= self.batch_size)
 

@@ -31,6 +31,7 @@ from datetime import datetime
 
 from .abc import Broker, Claim, Delivery
 from .errors import SundialError
+from .failpoints import failpoint
 from .handlers import HandlerRegistry, RunContext, RunLogger
 from .isolation import HandlerProcess, HandlerTimeout, call_handler, interrupt
 from .job import Job
@@ -285,6 +286,7 @@ class Worker:
             self._turn_away(refused)
 
     def _launch(self, delivery: Delivery, claim: Claim) -> None:
+        failpoint("worker.after_claim")
         run, job = claim.run, claim.job
         ctx = RunContext(
             run_id=run.id, job=job, payload=run.payload, scheduled_at=run.scheduled_at,
@@ -401,6 +403,7 @@ class Worker:
         try:
             while True:
                 running, status, run = self._recorded.get_nowait()
+                failpoint("worker.after_commit")
                 with self._lock:
                     self._inflight.pop(running.run_id, None)
                 self._route(running, status, run)
@@ -426,6 +429,7 @@ class Worker:
                 pass
             while True:
                 try:
+                    failpoint("worker.after_handler")
                     statuses = self.store.finish_many([(r.claim, outcome) for r, outcome in batch])
                     for (running, _), status in zip(batch, statuses):
                         needs_run = status in (RunStatus.RETRYING, RunStatus.DEAD)
