@@ -46,6 +46,7 @@ _HOLD_SECONDS = 1.0
 # a run may be delivered before its relay marked it queued, or again after a lease expired
 _CLAIMABLE = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RETRYING)
 
+_Key = tuple[int, int]  # (run id, fence)
 RunObserver = Callable[[Job, Run, str, "str | None"], None]
 
 
@@ -107,11 +108,17 @@ class _Running:
     thread: threading.Thread | None = None  # the handler thread running it, once started
     process: HandlerProcess | None = None  # the child process running it, with process isolation
     in_handler: bool = False  # its handler is running now (guarded by the worker's lock when cleared)
+    lease_lost: bool = False  # the store gave the run to another worker: stop and let go
     abandoned: bool = False
 
     @property
     def run_id(self) -> int:
         return self.claim.run.id
+
+    @property
+    def key(self) -> _Key:
+        """The attempt's run and fence: unique among the attempts in flight."""
+        return self.claim.run.id, self.claim.fence
 
 
 class Worker:
@@ -158,11 +165,13 @@ class Worker:
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._closed = threading.Event()  # stops the lease renewer, after the loop
-        self._finished: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._finished: queue.SimpleQueue[_Key] = queue.SimpleQueue()
         self._handler_queue = _StartQueue()
         self._to_record: queue.SimpleQueue[list[tuple[_Running, Outcome]]] = queue.SimpleQueue()
         self._recorded: queue.SimpleQueue[tuple[_Running, RunStatus | None, Run | None]] = queue.SimpleQueue()
-        self._inflight: dict[int, _Running] = {}
+        # by run and fence: a run given to this worker again (its lease lost meanwhile)
+        # is in flight twice until the stale attempt has been stopped and let go
+        self._inflight: dict[_Key, _Running] = {}
         self._unclaimed: list[Delivery] = []  # received, but their claim failed: tried again next pass
         self._held: list[tuple[float, int, Delivery]] = []  # (monotonic time to claim, order, delivery)
         self._order = itertools.count()
@@ -294,10 +303,10 @@ class Worker:
         )  # fmt: skip
         running = _Running(delivery, claim, ctx)
         with self._lock:
-            self._inflight[run.id] = running
+            self._inflight[running.key] = running
         if self.registry.get(job.handler) is None:
             running.error, running.final = f"unknown handler {job.handler!r}", True
-            self._finished.put(run.id)
+            self._finished.put(running.key)
             return
         wait = (run.available_at - self.store.now()).total_seconds() if run.available_at else 0.0
         self._handler_queue.put(running, time.monotonic() + max(wait, 0.0))
@@ -334,7 +343,7 @@ class Worker:
                             running.ok, running.error = ok, error
                 except HandlerTimeout:
                     pass  # raised just after the handler returned: it had timed out, its outcome is written
-                self._finished.put(running.run_id)
+                self._finished.put(running.key)
                 if running.abandoned:
                     return  # timed out earlier: a replacement thread has taken this one's place
         finally:
@@ -363,33 +372,40 @@ class Worker:
 
     def _complete(self, wait: float) -> None:
         """Hand finished (or timed-out) attempts to the bookkeeper; settle those it has recorded."""
-        done: dict[int, _Running] = {}
+        done: dict[_Key, _Running] = {}
         try:
-            run_id = self._finished.get(timeout=wait) if wait else self._finished.get_nowait()
+            key = self._finished.get(timeout=wait) if wait else self._finished.get_nowait()
             while True:
                 with self._lock:
-                    running = self._inflight.get(run_id)
+                    running = self._inflight.get(key)
                 if running is not None and not running.recording:  # else: already recorded as timed out
-                    done[run_id] = running
-                run_id = self._finished.get_nowait()
+                    done[key] = running
+                key = self._finished.get_nowait()
         except queue.Empty:
             pass
         now = time.monotonic()
         with self._lock:
-            late = [r for r in self._inflight.values() if not r.recording and r.run_id not in done and now > r.deadline]
+            late = [
+                r
+                for r in self._inflight.values()
+                if not r.recording and r.key not in done and (now > r.deadline or r.lease_lost)
+            ]
             for running in late:
-                running.ok, running.error = False, f"timed out after {running.claim.job.timeout_seconds:g}s"
+                running.ok, running.error = (
+                    False,
+                    (
+                        "lease lost: the run was given to another worker"
+                        if running.lease_lost
+                        else f"timed out after {running.claim.job.timeout_seconds:g}s"
+                    ),
+                )
                 running.recording = True
-                # under the lock its thread takes when the handler returns, so a stop meant
-                # for this handler never lands in the next one
-                if running.in_handler and running.process is not None:
-                    running.process.kill()  # its thread sees the child die and forks another
-                elif running.in_handler and running.thread is not None:
-                    interrupt(running.thread.ident or 0)
+                self._stop_handler(running)
         for running in late:
             running.ctx.cancelled.set()
-            self.metrics.timeouts.labels(running.claim.job.handler).inc()
-            done[running.run_id] = running
+            if not running.lease_lost:
+                self.metrics.timeouts.labels(running.claim.job.handler).inc()
+            done[running.key] = running
             if running.thread is not None and running.process is None:
                 # a handler blocked in C ignores the interrupt: its thread is abandoned (cancellation
                 # flag set) and replaced, so it costs a thread, not a worker slot
@@ -405,10 +421,23 @@ class Worker:
                 running, status, run = self._recorded.get_nowait()
                 failpoint("worker.after_commit")
                 with self._lock:
-                    self._inflight.pop(running.run_id, None)
+                    self._inflight.pop(running.key, None)
                 self._route(running, status, run)
         except queue.Empty:
             pass
+
+    def _stop_handler(self, running: _Running) -> None:
+        """Stop ``running``'s handler if it is still in it.
+
+        Called with the lock held, the lock its thread takes when the handler
+        returns: a stop meant for this handler never lands in the next one.
+        """
+        if not running.in_handler:
+            return
+        if running.process is not None:
+            running.process.kill()  # its thread sees the child die and forks another
+        elif running.thread is not None:
+            interrupt(running.thread.ident or 0)
 
     def _record(self) -> None:
         """The bookkeeper: record outcomes in batches, on a database connection of its own.
@@ -529,8 +558,13 @@ class Worker:
             except Exception:
                 log.exception("lease renewal failed")
                 continue
-            for run_id in lost:
-                if held[run_id].recording:
+            for claim in lost:
+                running = held[(claim.run.id, claim.fence)]
+                if running.recording:
                     continue  # finished and recorded meanwhile: the lease ended with the attempt
-                log.warning("run %s: lease lost; its result will be rejected", run_id)
-                held[run_id].ctx.cancelled.set()
+                # paused or cut off past its lease: the sweeper gave the run to another worker,
+                # so stop this execution now (its result would be rejected by the fence anyway)
+                log.warning("run %s: lease lost; stopping its handler, its result will be rejected", claim.run.id)
+                running.ctx.cancelled.set()
+                with self._lock:
+                    running.lease_lost = True

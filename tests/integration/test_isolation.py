@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from sundial.handlers import HandlerRegistry, RunContext
 from sundial.plugins import hookimpl
 from sundial.plugins.manager import load_plugins
 from sundial.run import Run, RunStatus
+from sundial.store import tables
 from support import wait_for
 
 
@@ -36,6 +37,7 @@ class Isolated:
         registry.add("iso.work", self.work)
         registry.add("iso.crash", self.crash)
         registry.add("iso.fail", self.fail)
+        registry.add("iso.long_first", self.long_first)
 
     def spin(self, ctx: RunContext) -> None:
         """Busy in Python, ignoring ctx.cancelled: only an interrupt stops it."""
@@ -55,6 +57,18 @@ class Isolated:
         ctx.logger.info("in process %s", os.getpid())
         self.note(f"cooldown-{ctx.run_id}", str(ctx.cooldown("once", 3600)))
 
+    def long_first(self, ctx: RunContext) -> None:
+        """The first attempt takes 20 s in short sleeps (an interrupt lands between them); later ones are quick."""
+        if ctx.attempt > 1:
+            return
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        except BaseException as e:
+            self.note(f"long-{ctx.run_id}", type(e).__name__)
+            raise
+
     def crash(self, ctx: RunContext) -> None:
         os._exit(3)
 
@@ -69,9 +83,9 @@ EngineFactory = Callable[..., Engine]
 def make_engine(tmp_path: Path) -> Iterator[EngineFactory]:
     engines: list[Engine] = []
 
-    def make(isolation: str) -> Engine:
+    def make(isolation: str, **extra: Any) -> Engine:
         settings = Settings(database_url=f"sqlite:///{tmp_path / 'iso.db'}", concurrency=2, max_idle_seconds=0.2,
-                            sweep_interval_seconds=0.2, handler_isolation=isolation)  # fmt: skip
+                            sweep_interval_seconds=0.2, handler_isolation=isolation, **extra)  # fmt: skip
         engine = Engine(settings, plugins=load_plugins(extra=[("iso", Isolated(tmp_path))], entry_points=False))
         engine.start()
         engines.append(engine)
@@ -139,3 +153,24 @@ def test_a_handler_process_that_dies_or_raises_fails_its_run_and_the_worker_goes
     assert (failed.status, failed.error) == (RunStatus.DEAD, "ValueError: bad input")
     assert "Traceback" in engine.store.run_logs(failed.id)[0].message
     assert run_once(engine, "work", "iso.work").status is RunStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_a_handler_whose_lease_was_lost_is_stopped_and_its_result_rejected(
+    make_engine: EngineFactory, tmp_path: Path, isolation: str
+) -> None:
+    engine = make_engine(isolation, lease_seconds=3)
+    engine.control.add_job({"id": "long", "name": "long", "handler": "iso.long_first", "type": "date",
+                            "run_at": datetime.now(UTC).isoformat(), "timeout_seconds": 60})  # fmt: skip
+    [run] = wait_for(lambda: engine.store.list_runs(job_id="long", statuses=[RunStatus.RUNNING]))
+    # what a worker paused past its lease meets: the lease runs out and the sweeper hands the run on
+    with engine.store.engine.begin() as conn:
+        conn.execute(tables.runs.update().where(tables.runs.c.id == run.id)
+                     .values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))  # fmt: skip
+    wait_for(lambda: engine.store.get_run(run.id).status is RunStatus.SUCCEEDED, timeout=20)
+    attempts = engine.store.attempts(run.id)
+    assert [(a.attempt, a.status) for a in attempts] == [(1, "lost"), (2, "succeeded")]
+    if isolation == "thread":  # the first execution was interrupted, not left running for 20 s
+        evidence = tmp_path / f"long-{run.id}"
+        assert wait_for(lambda: evidence.exists() and evidence.read_text(), timeout=5) == "HandlerTimeout"
+    assert engine.store.get_run(run.id).fence == 2  # and its late result, had it come, would not match

@@ -107,7 +107,7 @@ def test_renewal_keeps_a_lease_and_reports_lost_ones(store: SQLStore, control: C
     held = claim(store, "w1", lease=30)
     assert store.renew([held], 30) == []
     store.release([held])
-    assert store.renew([held], 30) == [held.run.id]
+    assert store.renew([held], 30) == [held]
 
 
 def test_a_running_run_is_not_claimed_twice(store: SQLStore, control: Control) -> None:

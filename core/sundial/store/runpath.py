@@ -241,14 +241,14 @@ class RunPath(StoreBase):
             {"space": _JOB_LOCK_SPACE, "ids": list(job_ids)},
         )
 
-    def renew(self, claims: Sequence[Claim], lease_seconds: float) -> list[int]:
-        """Extend the leases of ``claims``; return the run ids whose lease was lost."""
+    def renew(self, claims: Sequence[Claim], lease_seconds: float) -> list[Claim]:
+        """Extend the leases of ``claims``; return the claims whose lease was lost (their fence is stale)."""
         if not claims:
             return []
         now = self.now()
         with self._write() as conn:
             held = {
-                r.id
+                (r.id, r.fence)
                 for r in conn.execute(
                     update(t.runs)
                     .where(
@@ -256,10 +256,10 @@ class RunPath(StoreBase):
                         t.runs.c.status == RunStatus.RUNNING.value,
                     )
                     .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-                    .returning(t.runs.c.id)
+                    .returning(t.runs.c.id, t.runs.c.fence)
                 )
             }
-        return [c.run.id for c in claims if c.run.id not in held]
+        return [c for c in claims if (c.run.id, c.fence) not in held]
 
     def finish(self, claim: Claim, outcome: Outcome) -> RunStatus | None:
         """Record one attempt's outcome; see ``finish_many``."""
