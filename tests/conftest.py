@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from sundial.clock import FakeClock
 from sundial.pytest_plugin import is_stale, postgres_database, service_missing, session_name
 from sundial.store import tables
 from sundial.store.sqlalchemy import SQLStore
+from support import REDIS_URL, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +148,32 @@ def rabbit(rabbitmq_vhost: str) -> Iterator[RabbitAPI]:
 @pytest.fixture
 def rabbitmq_url(rabbit: RabbitAPI) -> str:
     return f"amqp://guest:guest@{RABBITMQ_HOST}:5672/{quote(rabbit.vhost, safe='')}"
+
+
+# -- Redis: a key prefix of its own per test --------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the machine's Redis, its keys deleted afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    prefix = f"{session_name()}-{secrets.token_hex(4)}:"
+    try:
+        client.ping()
+    except Exception as e:
+        service_missing("Redis", e)
+    yield prefix
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server of this test's own, on a free port: a test may stop and start it."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,41 @@ from prometheus_client.parser import text_string_to_metric_families
 from sundial.handlers import HandlerRegistry, RunContext
 from sundial.metrics import Metrics
 from sundial.plugins import hookimpl
+
+REDIS_URL = os.environ.get("SUNDIAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class RedisServer:
+    """A ``redis-server`` of a test's own on a free loopback port, stopped and started at will (empty each time)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for(self._answers, timeout=10)
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
@@ -40,6 +76,7 @@ class Handlers:
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, int]] = []
+        self.spans: list[tuple[str, float, float]] = []  # (job, start, end) of each t.span execution
         self.lock = threading.Lock()
 
     def note(self, ctx: RunContext) -> None:
@@ -53,6 +90,7 @@ class Handlers:
         registry.add("t.hang", self.hang)
         registry.add("t.boom", self.boom)
         registry.add("t.sleep", self.sleep)
+        registry.add("t.span", self.span)
 
     def record(self, ctx: RunContext) -> None:
         self.note(ctx)
@@ -72,6 +110,14 @@ class Handlers:
         """Takes payload.seconds."""
         self.note(ctx)
         time.sleep(ctx.payload["seconds"])
+
+    def span(self, ctx: RunContext) -> None:
+        """Takes payload.seconds and records when it ran, to check overlaps."""
+        self.note(ctx)
+        start = time.monotonic()
+        time.sleep(ctx.payload["seconds"])
+        with self.lock:
+            self.spans.append((ctx.job.id, start, time.monotonic()))
 
     def boom(self, ctx: RunContext) -> None:
         raise KeyboardInterrupt("a handler that raises BaseException")

@@ -47,6 +47,8 @@ class Delivery:
     tag: object = None
     #: why the message could not be read (it is parked, never retried)
     error: str | None = None
+    #: the run's job, where the message says (a hint for the locks' fast path; the claim is the truth)
+    job_id: str | None = None
 
 
 @dataclass

@@ -209,6 +209,7 @@ def status(ctx: _Context, as_json: bool) -> None:
         "runs": engine.store.counts(),
         "outbox_lag_seconds": round(engine.store.outbox_lag(), 3),
         **queue_report(engine),
+        **({"redis": "ok" if engine.locks.ping() else f"unreachable: {engine.locks.problem}"} if engine.locks else {}),
         "parked_jobs": {job.id: job.parked_reason for job in engine.store.list_jobs(parked=True)},
         "dead_letters": len(engine.dead_letters.runs(limit=100_000)),
         "plugin_failures": {f.name: f.error for f in engine.plugins.failures},

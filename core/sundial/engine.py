@@ -21,6 +21,7 @@ from .deadletters import DeadLetters
 from .errors import ConfigError, SundialError, ValidationError
 from .handlers import HandlerRegistry, Services
 from .job import Job
+from .locks.redis import RedisLocks
 from .loops import run_loop
 from .metrics import Metrics
 from .plugins.domain import PluginTables, set_up_tables
@@ -76,6 +77,10 @@ class Engine:
             if settings.redis_url
             else StoreRateLimiter(self.store, self.clock)
         )
+        # with a broker of its own, workers see busy jobs in Redis before asking the store
+        self.locks = RedisLocks(settings.redis_url, settings.redis_key_prefix) if settings.redis_url else None
+        if self.locks is not None:
+            self.metrics.watch_redis(self.locks)
         self.registry = HandlerRegistry()
         self._register_handlers()
         self.broker = broker or self._make_broker()
@@ -261,6 +266,7 @@ class Engine:
                 observe=self.observe,
                 metrics=self.metrics,
                 isolation=self.settings.handler_isolation,
+                locks=None if self.broker.reads_outbox else self.locks,
             )
             self.worker.start()
         if self.settings.metrics_addr:
@@ -287,6 +293,8 @@ class Engine:
             self._domain_store.close()
         if isinstance(self.limiter, RedisRateLimiter):
             self.limiter.close()
+        if self.locks is not None:
+            self.locks.close()
 
     def request_stop(self, *, hurry: bool = False) -> None:
         """Ask ``wait`` to return (safe from a signal handler); ``hurry`` cuts the grace period short."""

@@ -29,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from .locks.redis import RedisLocks
     from .store.sqlalchemy import SQLStore
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class Metrics:
         self.plugin_failures = Gauge(
             "sundial_plugin_failures", "Failures of a plugin at start (it is disabled)", ["plugin"], registry=r
         )
+        self.busy_holds = Counter(
+            "sundial_lock_busy_deliveries", "Deliveries held back a moment: Redis showed their job busy", registry=r
+        )
         self.roles = Gauge("sundial_process_role", "1 for each role this process runs", ["role"], registry=r)
         self._server: object | None = None
 
@@ -88,6 +92,13 @@ class Metrics:
         self.published.inc(confirmed)
         self.refused.inc(refused)
         self.backpressure.set(1 if refused else 0)
+
+    def watch_redis(self, locks: RedisLocks) -> None:
+        """Export whether Redis answered this process's last lock call."""
+        up = Gauge(
+            "sundial_redis_up", "1 while Redis answers (0: the store alone decides overlaps)", registry=self.registry
+        )
+        up.set_function(lambda: 1.0 if locks.up else 0.0)
 
     def watch_store(self, store: SQLStore) -> None:
         """Export what ``store`` holds, read at each scrape (for processes that run the scheduler)."""

@@ -35,6 +35,7 @@ from .failpoints import failpoint
 from .handlers import HandlerRegistry, RunContext, RunLogger
 from .isolation import HandlerProcess, HandlerTimeout, call_handler, interrupt
 from .job import Job
+from .locks.redis import RedisLocks
 from .metrics import Metrics
 from .run import Run, RunStatus
 from .store.rows import Outcome
@@ -43,11 +44,18 @@ from .store.sqlalchemy import SQLStore
 log = logging.getLogger(__name__)
 # how long past the lookahead a worker holds an early delivery rather than sending it round a retry tier
 _HOLD_SECONDS = 1.0
+# how soon a delivery of a busy overlap=queue job is looked at again (Redis said busy: no database write)
+_BUSY_RECHECK_SECONDS = 0.5
 # a run may be delivered before its relay marked it queued, or again after a lease expired
 _CLAIMABLE = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RETRYING)
 
 _Key = tuple[int, int]  # (run id, fence)
 RunObserver = Callable[[Job, Run, str, "str | None"], None]
+
+
+def _owner(claim: Claim) -> str:
+    """The owner token of an attempt's Redis slot: unique per attempt, as the fence only grows."""
+    return f"{claim.worker}:{claim.run.id}:{claim.fence}"
 
 
 def default_worker_name() -> str:
@@ -146,6 +154,7 @@ class Worker:
         observe: RunObserver | None = None,
         metrics: Metrics | None = None,
         isolation: str = "thread",
+        locks: RedisLocks | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -162,6 +171,9 @@ class Worker:
         if isolation not in ("thread", "process"):
             raise ValueError(f"isolation must be 'thread' or 'process', not {isolation!r}")
         self.isolation = isolation
+        self.locks = locks
+        # max_instances of the overlap=queue jobs met so far: their runs are checked in Redis before claiming
+        self._queued_jobs: dict[str, int] = {}
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._closed = threading.Event()  # stops the lease renewer, after the loop
@@ -211,6 +223,7 @@ class Worker:
             if running.process is not None:
                 running.process.kill()
         released = self.store.release([r.claim for r in leftover]) if leftover else 0
+        self._unlock_jobs([r.claim for r in leftover])
         if released:
             log.warning("gave %d unfinished runs back to the queue at shutdown", released)
         return released
@@ -272,7 +285,7 @@ class Worker:
         unreadable = [d for d in deliveries if d.error is not None]
         for delivery in unreadable:
             self.broker.dead_letter(delivery, None, f"undecodable message: {delivery.error}")
-        readable = [d for d in deliveries if d.error is None]
+        readable = self._hold_busy([d for d in deliveries if d.error is None])
         claims: dict[int, Claim] = {d.run_id: d.claim for d in readable if d.claim is not None}
         to_claim = [d.run_id for d in readable if d.claim is None]
         if to_claim:
@@ -287,12 +300,50 @@ class Worker:
                 self._unclaimed = readable
                 raise
             claims.update((claim.run.id, claim) for claim in fresh)
+            self._lock_jobs(fresh)
         refused = [d for d in readable if d.run_id not in claims]
         for delivery in readable:
             if delivery.run_id in claims:
                 self._launch(delivery, claims.pop(delivery.run_id))
         if refused:
             self._turn_away(refused)
+
+    def _hold_busy(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Hold back deliveries of overlap=queue jobs whose every slot Redis shows taken.
+
+        Without this each would cost a claim transaction a second while it
+        waits. Redis only advises here: a delivery it does not hold back is
+        decided by the store's claim as always, and while Redis is away none is.
+        """
+        if self.locks is None:
+            return deliveries
+        known = {d.job_id: self._queued_jobs[d.job_id] for d in deliveries if d.job_id in self._queued_jobs}
+        busy = self.locks.busy(list(known.items())) if known else None
+        if not busy:
+            return deliveries
+        for delivery in deliveries:
+            if delivery.job_id in busy:
+                self.metrics.busy_holds.inc()
+                heapq.heappush(self._held, (time.monotonic() + _BUSY_RECHECK_SECONDS, next(self._order), delivery))
+        return [d for d in deliveries if d.job_id not in busy]
+
+    def _lock_jobs(self, claims: list[Claim]) -> None:
+        """Take the Redis slot of each claimed run of an overlap=queue job, so other workers see it busy."""
+        for claim in claims:
+            job = claim.job
+            if job.overlap != "queue":
+                self._queued_jobs.pop(job.id, None)
+                continue
+            self._queued_jobs[job.id] = job.max_instances
+            if self.locks is not None:
+                # False: a slot still held by an attempt the store has already ended (a dead
+                # worker's, until its expiry); the store decided, so the run goes ahead
+                self.locks.acquire(job.id, _owner(claim), self.lease_seconds, job.max_instances)
+
+    def _unlock_jobs(self, claims: list[Claim]) -> None:
+        held = [(c.job.id, _owner(c), c.job.max_instances) for c in claims if c.job.overlap == "queue"]
+        if held and self.locks is not None:
+            self.locks.release(held)
 
     def _launch(self, delivery: Delivery, claim: Claim) -> None:
         failpoint("worker.after_claim")
@@ -416,6 +467,7 @@ class Worker:
                 for running in done.values():
                     running.recording = True
             self._to_record.put([(r, self._outcome(r, now)) for r in done.values()])
+        routed: list[Claim] = []
         try:
             while True:
                 running, status, run = self._recorded.get_nowait()
@@ -423,8 +475,10 @@ class Worker:
                 with self._lock:
                     self._inflight.pop(running.key, None)
                 self._route(running, status, run)
+                routed.append(running.claim)
         except queue.Empty:
             pass
+        self._unlock_jobs(routed)
 
     def _stop_handler(self, running: _Running) -> None:
         """Stop ``running``'s handler if it is still in it.
@@ -558,6 +612,9 @@ class Worker:
             except Exception:
                 log.exception("lease renewal failed")
                 continue
+            if self.locks is not None:
+                claims = [r.claim for r in held.values() if r.claim.job.overlap == "queue"]
+                self.locks.extend([(c.job.id, _owner(c), c.job.max_instances) for c in claims], self.lease_seconds)
             for claim in lost:
                 running = held[(claim.run.id, claim.fence)]
                 if running.recording:

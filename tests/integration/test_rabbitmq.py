@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -225,3 +226,45 @@ def test_connections_the_broker_closes_are_reopened_and_no_run_is_lost_or_double
     executed = [run_id for run_id, _ in handlers.calls]
     assert sorted(executed) == sorted(done)  # every run ran, and ran once
     assert all(r.status in (RunStatus.SUCCEEDED, RunStatus.SKIPPED) for r in runs)
+
+
+def most_at_once(spans: list[tuple[str, float, float]], job: str) -> int:
+    """The most executions of ``job`` that ran at the same time."""
+    edges = sorted([(start, 1) for j, start, _ in spans if j == job] + [(end, -1) for j, _, end in spans if j == job])
+    running = peak = 0
+    for _, step in edges:  # an end sorts before a start at the same instant
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_queued_jobs_never_overlap_across_workers_with_redis_or_without(
+    make_engine: EngineFactory, private_redis: Any
+) -> None:
+    handlers = Handlers()
+    first = make_engine(handlers, redis_url=private_redis.url, redis_key_prefix="t:")
+    second = make_engine(handlers, roles=("worker",), redis_url=private_redis.url, redis_key_prefix="t:")
+    for job_id, instances in (("serial", 1), ("pair", 2)):
+        first.control.add_job({"id": job_id, "name": job_id, "handler": "t.span", "type": "interval",
+                               "interval_seconds": 1, "max_instances": instances, "overlap": "queue",
+                               "payload_template": {"seconds": 1.3}})  # fmt: skip
+    time.sleep(3)
+    private_redis.stop()  # the store alone decides now
+    time.sleep(2.5)
+    assert not first.locks.up  # type: ignore[union-attr]
+    private_redis.start()  # back, empty
+    time.sleep(2.5)
+    for job_id in ("serial", "pair"):
+        first.control.pause(job_id)
+    open_runs = [RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING]
+    wait_for(lambda: not first.store.list_runs(statuses=open_runs), timeout=60)
+    assert most_at_once(handlers.spans, "serial") == 1
+    assert most_at_once(handlers.spans, "pair") == 2
+    runs = first.store.list_runs(limit=10_000)
+    assert {r.reason for r in runs if r.status is RunStatus.SKIPPED} <= {"paused"}  # queued, never skipped as busy
+    assert sorted(run_id for run_id, _ in handlers.calls) == sorted(
+        r.id for r in runs if r.status is RunStatus.SUCCEEDED
+    )
+    held = [v for engine in (first, second) for _, v in samples(engine.metrics, "sundial_lock_busy_deliveries_total")]
+    assert sum(held) > 0  # Redis told workers a job was busy without asking the store
+    assert first.locks.up  # type: ignore[union-attr]

@@ -104,8 +104,8 @@ def encode(run: Run, *, last_error: str | None = None) -> tuple[bytes, pika.Basi
     return json.dumps(body, separators=(",", ":")).encode(), properties
 
 
-def decode(body: bytes) -> int:
-    """The run id a message carries; ``ValueError`` saying why when it cannot be read."""
+def decode(body: bytes) -> tuple[int, str | None]:
+    """The run id (and job id) a message carries; ``ValueError`` saying why when it cannot be read."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -115,7 +115,8 @@ def decode(body: bytes) -> int:
     run_id = data.get("run_id")
     if not isinstance(run_id, int) or isinstance(run_id, bool) or run_id <= 0:
         raise ValueError("run_id is missing or not a positive integer")
-    return run_id
+    job_id = data.get("job_id")
+    return run_id, job_id if isinstance(job_id, str) else None
 
 
 @dataclass
@@ -359,7 +360,8 @@ class RabbitMQBroker(Broker):
             method, properties, body = link.buffer.popleft()
             tag = _Tag(link, method.delivery_tag, body, properties)
             try:
-                deliveries.append(Delivery(run_id=decode(body), tag=tag))
+                run_id, job_id = decode(body)
+                deliveries.append(Delivery(run_id=run_id, tag=tag, job_id=job_id))
             except ValueError as e:
                 deliveries.append(Delivery(run_id=0, tag=tag, error=str(e)))
         return deliveries
