@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from . import templates
 from .errors import Conflict, SundialError
+from .job import HANDLER_NAME
 
 if TYPE_CHECKING:
     from .clock import Clock
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from .run import Run
     from .store.sqlalchemy import SQLStore
 
-HANDLER_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 MAX_LOG_LINES = 1000
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 

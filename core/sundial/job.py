@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from .triggers import TriggerSpec
 
+#: how a handler is named: ``<plugin>.<verb_phrase>``, lower case (``letters.release_future_letters``)
+HANDLER_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 Backoff = Literal["fixed", "exponential"]
 Overlap = Literal["skip", "queue"]
 

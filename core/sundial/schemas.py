@@ -25,8 +25,7 @@ from marshmallow import (
 )
 
 from . import errors
-from .handlers import HANDLER_NAME
-from .job import Job, RetryPolicy
+from .job import HANDLER_NAME, Job, RetryPolicy
 from .triggers import TRIGGER_TYPES, TriggerError, TriggerSpec, compile_trigger, validate_cron, validate_timezone
 
 JOB_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
