@@ -5,12 +5,13 @@ worker that dies in between causes a redelivery (turned away by the fence
 or run again, idempotently), never a lost run.
 
 One loop thread owns the broker connection: it receives deliveries in
-batches, claims them in one transaction and hands them to ``concurrency``
-handler threads; a bookkeeper thread records finished outcomes in batches on
-a database connection of its own, and the loop acknowledges them once they
-are recorded. Batching the bookkeeping is what lets recording every run cost
-little throughput. A handler that overruns its timeout is abandoned (threads
-cannot be killed) and its thread replaced, so it never costs a worker slot.
+batches, claims them in one transaction and hands them to the handler pool
+(``sundial.handlerpool``, ``concurrency`` threads); a bookkeeper thread
+records finished outcomes in batches on a database connection of its own,
+and the loop acknowledges them once they are recorded. Batching the
+bookkeeping is what lets recording every run cost little throughput. A
+handler that overruns its timeout, or whose lease was lost, is stopped by
+the pool, and its attempt recorded as failed (or rejected by the fence).
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 from .abc import Broker, Claim, Delivery
 from .errors import SundialError
 from .failpoints import failpoint
+from .handlerpool import HandlerPool, InFlight, Key
 from .handlers import HandlerRegistry, RunContext, RunLogger
-from .isolation import HandlerProcess, HandlerTimeout, call_handler, interrupt
 from .job import Job
 from .locks.redis import RedisLocks
 from .metrics import Metrics
@@ -49,7 +48,6 @@ _BUSY_RECHECK_SECONDS = 0.5
 # a run may be delivered before its relay marked it queued, or again after a lease expired
 _CLAIMABLE = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RETRYING)
 
-_Key = tuple[int, int]  # (run id, fence)
 RunObserver = Callable[[Job, Run, str, "str | None"], None]
 
 
@@ -74,59 +72,6 @@ def retry_delay(job: Job, failures: int, rng: random.Random | None = None) -> fl
         return None
     delay = policy.delay_for(failures)
     return delay / 2 + (rng or random).uniform(0, delay / 2)
-
-
-class _StartQueue:
-    """Runs for the handler threads, each handed out once its start time (monotonic) has come."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Running | None]] = []
-        self._order = itertools.count()
-        self._ready = threading.Condition()
-
-    def put(self, running: _Running | None, start: float) -> None:
-        with self._ready:
-            heapq.heappush(self._heap, (start, next(self._order), running))
-            self._ready.notify()
-
-    def get(self) -> _Running | None:
-        with self._ready:
-            while True:
-                wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                if wait is not None and wait <= 0:
-                    return heapq.heappop(self._heap)[2]
-                self._ready.wait(wait)
-
-
-@dataclass
-class _Running:
-    """One attempt in flight: its delivery, claim, context and deadline."""
-
-    delivery: Delivery
-    claim: Claim
-    ctx: RunContext
-    started: float = 0.0
-    started_at: datetime | None = None  # the store's clock, for the record
-    deadline: float = float("inf")
-    duration: float | None = None
-    ok: bool = False
-    error: str | None = None
-    final: bool = False  # no retry can help (the handler is unknown)
-    recording: bool = False  # handed to the bookkeeper
-    thread: threading.Thread | None = None  # the handler thread running it, once started
-    process: HandlerProcess | None = None  # the child process running it, with process isolation
-    in_handler: bool = False  # its handler is running now (guarded by the worker's lock when cleared)
-    lease_lost: bool = False  # the store gave the run to another worker: stop and let go
-    abandoned: bool = False
-
-    @property
-    def run_id(self) -> int:
-        return self.claim.run.id
-
-    @property
-    def key(self) -> _Key:
-        """The attempt's run and fence: unique among the attempts in flight."""
-        return self.claim.run.id, self.claim.fence
 
 
 class Worker:
@@ -168,26 +113,26 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.observe = observe
         self.metrics = metrics or Metrics()
-        if isolation not in ("thread", "process"):
-            raise ValueError(f"isolation must be 'thread' or 'process', not {isolation!r}")
-        self.isolation = isolation
         self.locks = locks
         # max_instances of the overlap=queue jobs met so far: their runs are checked in Redis before claiming
         self._queued_jobs: dict[str, int] = {}
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._closed = threading.Event()  # stops the lease renewer, after the loop
-        self._finished: queue.SimpleQueue[_Key] = queue.SimpleQueue()
-        self._handler_queue = _StartQueue()
-        self._to_record: queue.SimpleQueue[list[tuple[_Running, Outcome]]] = queue.SimpleQueue()
-        self._recorded: queue.SimpleQueue[tuple[_Running, RunStatus | None, Run | None]] = queue.SimpleQueue()
+        self._finished: queue.SimpleQueue[Key] = queue.SimpleQueue()
+        self._to_record: queue.SimpleQueue[list[tuple[InFlight, Outcome]]] = queue.SimpleQueue()
+        self._recorded: queue.SimpleQueue[tuple[InFlight, RunStatus | None, Run | None]] = queue.SimpleQueue()
         # by run and fence: a run given to this worker again (its lease lost meanwhile)
         # is in flight twice until the stale attempt has been stopped and let go
-        self._inflight: dict[_Key, _Running] = {}
+        self._inflight: dict[Key, InFlight] = {}
         self._unclaimed: list[Delivery] = []  # received, but their claim failed: tried again next pass
         self._held: list[tuple[float, int, Delivery]] = []  # (monotonic time to claim, order, delivery)
         self._order = itertools.count()
         self._lock = threading.Lock()
+        self.pool = HandlerPool(
+            registry, store, size=concurrency, isolation=isolation, lock=self._lock,
+            finished=lambda running: self._finished.put(running.key),
+        )  # fmt: skip
         self._loop_thread: threading.Thread | None = None
         self._deadline = float("inf")
 
@@ -199,8 +144,7 @@ class Worker:
         self._loop_thread.start()
         threading.Thread(target=self._renew_leases, name="sundial-lease-renewer", daemon=True).start()
         threading.Thread(target=self._record, name="sundial-bookkeeper", daemon=True).start()
-        for _ in range(self.concurrency):
-            self._add_handler_thread()
+        self.pool.start()
 
     def stop(self, grace_seconds: float = 30.0) -> int:
         """Stop receiving; let in-flight runs finish for ``grace_seconds``, then give the rest back.
@@ -213,8 +157,7 @@ class Worker:
         if self._loop_thread is not None:
             self._loop_thread.join()
         self._closed.set()
-        for _ in range(self.concurrency):
-            self._handler_queue.put(None, 0.0)
+        self.pool.close()
         with self._lock:
             leftover = list(self._inflight.values())
             self._inflight.clear()
@@ -352,7 +295,7 @@ class Worker:
             run_id=run.id, job=job, payload=run.payload, scheduled_at=run.scheduled_at,
             attempt=run.attempt, store=self.store, logger=RunLogger(run.id),
         )  # fmt: skip
-        running = _Running(delivery, claim, ctx)
+        running = InFlight(delivery, claim, ctx)
         with self._lock:
             self._inflight[running.key] = running
         if self.registry.get(job.handler) is None:
@@ -360,70 +303,11 @@ class Worker:
             self._finished.put(running.key)
             return
         wait = (run.available_at - self.store.now()).total_seconds() if run.available_at else 0.0
-        self._handler_queue.put(running, time.monotonic() + max(wait, 0.0))
-
-    def _add_handler_thread(self) -> None:
-        threading.Thread(target=self._handle_runs, name="sundial-handler", daemon=True).start()
-
-    def _handle_runs(self) -> None:
-        """A handler thread: runs handlers one after another until it is abandoned or stopped.
-
-        With process isolation it drives a child process of its own, and forks
-        a fresh one after its child was killed (a timeout) or died.
-        """
-        child: HandlerProcess | None = None
-        try:
-            while True:
-                running = self._handler_queue.get()
-                if running is None:
-                    return
-                if running.recording:
-                    continue  # timed out before a thread was free to start it
-                if self.isolation == "process" and (child is None or child.dead):
-                    child = HandlerProcess(self.registry, self.store, self._after_fork)
-                running.thread, running.process = threading.current_thread(), child
-                running.started_at = self.store.now()
-                running.started = time.monotonic()
-                running.deadline = running.started + running.claim.job.timeout_seconds
-                running.in_handler = True
-                try:
-                    ok, error = self._call(running, child)
-                    with self._lock:
-                        running.in_handler = False
-                        if not running.recording:  # else it timed out: its outcome is written already
-                            running.ok, running.error = ok, error
-                except HandlerTimeout:
-                    pass  # raised just after the handler returned: it had timed out, its outcome is written
-                self._finished.put(running.key)
-                if running.abandoned:
-                    return  # timed out earlier: a replacement thread has taken this one's place
-        finally:
-            if child is not None:
-                child.close()
-
-    def _call(self, running: _Running, child: HandlerProcess | None) -> tuple[bool, str | None]:
-        """Run the handler here, or in ``child``; a child that dies is the run's failure, with how it died."""
-        info, ctx, run = self.registry.get(running.claim.job.handler), running.ctx, running.claim.run
-        assert info is not None, "checked before queueing"
-        if child is None:
-            return call_handler(info, ctx)
-        try:
-            ok, error, lines = child.run(run.id, running.claim.job, ctx.payload, run.scheduled_at, run.attempt)
-        except (EOFError, OSError):
-            return False, f"the handler's process {child.exit_status()}"
-        ctx.logger.extend(lines)
-        return ok, error
-
-    def _after_fork(self) -> None:
-        """In a handler process: leave the worker's database connections to the worker, open our own."""
-        self.store.engine.dispose(close=False)
-        services = self.registry.services
-        if services is not None and services.domain is not self.store.engine:
-            services.domain.dispose(close=False)
+        self.pool.submit(running, time.monotonic() + max(wait, 0.0))
 
     def _complete(self, wait: float) -> None:
         """Hand finished (or timed-out) attempts to the bookkeeper; settle those it has recorded."""
-        done: dict[_Key, _Running] = {}
+        done: dict[Key, InFlight] = {}
         try:
             key = self._finished.get(timeout=wait) if wait else self._finished.get_nowait()
             while True:
@@ -451,17 +335,13 @@ class Worker:
                     ),
                 )
                 running.recording = True
-                self._stop_handler(running)
+                self.pool.stop(running)
         for running in late:
             running.ctx.cancelled.set()
             if not running.lease_lost:
                 self.metrics.timeouts.labels(running.claim.job.handler).inc()
             done[running.key] = running
-            if running.thread is not None and running.process is None:
-                # a handler blocked in C ignores the interrupt: its thread is abandoned (cancellation
-                # flag set) and replaced, so it costs a thread, not a worker slot
-                running.abandoned = True
-                self._add_handler_thread()
+            self.pool.let_go(running)
         if done:
             with self._lock:
                 for running in done.values():
@@ -479,19 +359,6 @@ class Worker:
         except queue.Empty:
             pass
         self._unlock_jobs(routed)
-
-    def _stop_handler(self, running: _Running) -> None:
-        """Stop ``running``'s handler if it is still in it.
-
-        Called with the lock held, the lock its thread takes when the handler
-        returns: a stop meant for this handler never lands in the next one.
-        """
-        if not running.in_handler:
-            return
-        if running.process is not None:
-            running.process.kill()  # its thread sees the child die and forks another
-        elif running.thread is not None:
-            interrupt(running.thread.ident or 0)
 
     def _record(self) -> None:
         """The bookkeeper: record outcomes in batches, on a database connection of its own.
@@ -526,7 +393,7 @@ class Worker:
                     backoff = min(backoff * 2, 30.0)
             backoff = 0.5
 
-    def _outcome(self, running: _Running, now: float) -> Outcome:
+    def _outcome(self, running: InFlight, now: float) -> Outcome:
         running.duration = now - running.started if running.started else None
         retry_in = (
             None if running.ok or running.final else retry_delay(running.claim.job, running.claim.run.failures + 1)
@@ -541,7 +408,7 @@ class Worker:
             started_at=running.started_at,
         )
 
-    def _route(self, running: _Running, status: RunStatus | None, run: Run | None) -> None:
+    def _route(self, running: InFlight, status: RunStatus | None, run: Run | None) -> None:
         """Tell the broker where a recorded outcome sends the delivery, and tell observers."""
         claim, delivery = running.claim, running.delivery
         job = claim.job
