@@ -156,11 +156,12 @@ def new_run_row(job: Job, new: NewRun, now: datetime) -> dict[str, Any]:
     }
 
 
-_RUN_FIELDS = tuple(Run.__dataclass_fields__)
+_RUN_FIELDS = frozenset(Run.__dataclass_fields__)
 
 
 def run_from_row(row: Any) -> Run:
-    values = {name: row[name] for name in _RUN_FIELDS if name in row}
+    """A ``Run`` from a result row of any subset of the runs table's columns (plus a joined ``handler``)."""
+    values = {name: value for name, value in row.items() if name in _RUN_FIELDS}
     values["status"] = RunStatus(values["status"])
     values["payload"] = values.get("payload") or {}
     return Run(**values)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     bindparam,
     func,
@@ -32,6 +33,12 @@ from . import tables as t
 from .base import StoreBase
 from .rows import Outcome, job_from_row, run_from_row
 
+# what publishing a run needs: not its payload, which the worker reads when it claims the run
+_OUTBOX_COLUMNS = [
+    t.runs.c[name]
+    for name in ("id", "job_id", "scheduled_at", "status", "queue", "priority", "attempt", "failures", "fence",
+                 "available_at", "error")
+]  # fmt: skip
 # the advisory-lock namespace of job claims (PostgreSQL): keeps clear of other users' advisory locks
 _JOB_LOCK_SPACE = 0x5D1A
 
@@ -43,12 +50,19 @@ class RunPath(StoreBase):
         """Pending runs due within ``ahead_seconds``, oldest first: what the relay publishes next."""
         due = self.now() + timedelta(seconds=ahead_seconds)
         with self._read() as conn:
-            rows = conn.execute(
-                select(t.runs, t.jobs.c.handler)
-                .join(t.jobs, t.jobs.c.id == t.runs.c.job_id)
+            # the limit first, along the status index; then each run's handler (for the message's
+            # headers): joined before the limit, the join would walk every due run
+            due_runs = (
+                select(*_OUTBOX_COLUMNS)
                 .where(t.runs.c.status == RunStatus.PENDING.value, t.runs.c.available_at <= due)
                 .order_by(t.runs.c.available_at)
                 .limit(limit)
+                .subquery()
+            )
+            rows = conn.execute(
+                select(due_runs, t.jobs.c.handler)
+                .join(t.jobs, t.jobs.c.id == due_runs.c.job_id)
+                .order_by(due_runs.c.available_at)
             ).mappings()
             return [run_from_row(r) for r in rows]
 
@@ -65,7 +79,7 @@ class RunPath(StoreBase):
             return conn.execute(
                 update(t.runs)
                 .where(
-                    tuple_(t.runs.c.id, t.runs.c.fence).in_([(run.id, run.fence) for run in runs]),
+                    *_fenced([(run.id, run.fence) for run in runs]),
                     t.runs.c.status == RunStatus.PENDING.value,
                 )
                 .values(status=RunStatus.QUEUED.value, queued_at=now, updated_at=now)
@@ -252,7 +266,7 @@ class RunPath(StoreBase):
                 for r in conn.execute(
                     update(t.runs)
                     .where(
-                        tuple_(t.runs.c.id, t.runs.c.fence).in_([(c.run.id, c.fence) for c in claims]),
+                        *_fenced([(c.run.id, c.fence) for c in claims]),
                         t.runs.c.status == RunStatus.RUNNING.value,
                     )
                     .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
@@ -472,6 +486,16 @@ def _status_after(outcome: Outcome) -> RunStatus:
 
 def _set_run(conn: Connection, run_id: int, now: datetime, **values: Any) -> None:
     conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(updated_at=now, **values))
+
+
+def _fenced(pairs: Sequence[tuple[int, int]]) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Rows that are these (run id, fence) pairs.
+
+    The plain ``id IN`` lets the primary key find the rows; alone, the pair
+    test becomes one long OR that PostgreSQL checks against every row of the
+    status it also filters on (120 ms for 500 runs among 20,000 pending).
+    """
+    return t.runs.c.id.in_([run_id for run_id, _ in pairs]), tuple_(t.runs.c.id, t.runs.c.fence).in_(pairs)
 
 
 def _end_attempt(conn: Connection, run_id: int, now: datetime, status: str, error: str) -> None:
