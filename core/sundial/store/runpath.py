@@ -29,6 +29,7 @@ from ..abc import Claim
 from ..job import Job
 from ..run import Run, RunStatus
 from . import tables as t
+from .admin import dispatch_allowed
 from .base import StoreBase
 from .rows import Outcome, job_from_row, run_from_row
 
@@ -45,7 +46,11 @@ class RunPath(StoreBase):
         with self._read() as conn:
             rows = conn.execute(
                 select(t.runs)
-                .where(t.runs.c.status == RunStatus.PENDING.value, t.runs.c.available_at <= due)
+                .where(
+                    t.runs.c.status == RunStatus.PENDING.value,
+                    t.runs.c.available_at <= due,
+                    dispatch_allowed(t.runs.c.queue),
+                )
                 .order_by(t.runs.c.available_at)
                 .limit(limit)
             ).mappings()
@@ -128,6 +133,7 @@ class RunPath(StoreBase):
                     t.runs.c.status.in_(sorted(claimable)),
                     t.runs.c.available_at <= due,
                     t.runs.c.queue.in_(list(queues)),
+                    dispatch_allowed(t.runs.c.queue),
                 )
                 .order_by(t.runs.c.priority.desc(), t.runs.c.available_at)
                 .limit(limit)
