@@ -34,7 +34,7 @@ from .store.sqlalchemy import SQLStore
 from .worker import Worker, default_worker_name
 
 log = logging.getLogger(__name__)
-ROLES = ("scheduler", "worker")
+ROLES = ("scheduler", "worker", "api")
 
 
 @dataclass
@@ -92,6 +92,8 @@ class Engine:
             max_idle_seconds=settings.max_idle_seconds,
             lookahead_seconds=settings.lookahead_seconds,
             on_runs=self._runs_added,
+            name=settings.worker_name or default_worker_name(),
+            backpressure=lambda: self.relay.backpressure,
         )
         self.control = Control(
             self.store,
@@ -104,6 +106,7 @@ class Engine:
         self.registry.services = Services(self.control, self.clock, self.limiter, self.domain, self.plugin_configs)
         self.dead_letters = DeadLetters(self.store, self.broker, on_replay=self._runs_added)
         self.worker: Worker | None = None
+        self.api: Any = None  # the gRPC server of the api role
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -221,8 +224,8 @@ class Engine:
         report.plugin_failures = list(self.plugins.failures)
         return report
 
-    def start(self, roles: Iterable[str] = ROLES) -> StartReport:
-        """Prepare the store and start ``roles`` in background threads."""
+    def start(self, roles: Iterable[str] = ("scheduler", "worker")) -> StartReport:
+        """Prepare the store and start ``roles`` (of ``ROLES``) in background threads."""
         roles = set(roles)
         unknown = roles - set(ROLES)
         if unknown:
@@ -252,11 +255,17 @@ class Engine:
                 observe=self.observe,
             )
             self.worker.start()
+        if "api" in roles:
+            from .api.server import serve  # grpc is loaded only by processes that serve it
+
+            self.api = serve(self)
         return report
 
     def stop(self, grace_seconds: float | None = None) -> None:
         """Stop scheduling, let in-flight runs finish (or give them back), close connections."""
         self._stop.set()
+        if self.api is not None:
+            self.api.stop()
         self.scheduler.wake()
         for thread in self._threads:
             thread.join(5.0)
