@@ -93,20 +93,20 @@ def job_spec_document(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
     return document
 
 
-def _put(message: Message, **values: Any) -> Message:
-    """Set the fields whose value is not None (a time becomes a Timestamp)."""
+def _put(target: Message, /, **values: Any) -> Message:
+    """Set the fields of ``target`` whose value is not None (a time becomes a Timestamp)."""
     for key, value in values.items():
         if value is None:
             continue
         if isinstance(value, datetime):
-            getattr(message, key).CopyFrom(timestamp(value))
+            getattr(target, key).CopyFrom(timestamp(value))
         elif isinstance(value, Message):
-            getattr(message, key).CopyFrom(value)
+            getattr(target, key).CopyFrom(value)
         elif isinstance(value, (list, tuple)):
-            getattr(message, key).extend(value)
+            getattr(target, key).extend(value)
         else:
-            setattr(message, key, value)
-    return message
+            setattr(target, key, value)
+    return target
 
 
 def job_state(job: Job) -> str:
