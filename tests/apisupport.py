@@ -77,10 +77,10 @@ def invoke(channel: grpc.Channel, method: MethodDescriptor, request: Any, *, tok
     return list(answer) if method.server_streaming else answer
 
 
-def code_of(call: Any) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a call ends with (``call`` raises grpc.RpcError)."""
+def code_of(call: Any, *args: Any, **kwargs: Any) -> tuple[grpc.StatusCode, str]:
+    """The status code and message ``call(*args, **kwargs)`` ends with (OK when it raises no grpc.RpcError)."""
     try:
-        call()
+        call(*args, **kwargs)
     except grpc.RpcError as e:
         return e.code(), e.details() or ""
     return grpc.StatusCode.OK, ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,8 +23,10 @@ import pytest
 
 from sundial.clock import FakeClock
 from sundial.pytest_plugin import is_stale, postgres_database, service_missing, session_name
+from sundial.ratelimit import RedisRateLimiter
 from sundial.store import tables
 from sundial.store.sqlalchemy import SQLStore
+from support import REDIS_URL
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +149,20 @@ def rabbit(rabbitmq_vhost: str) -> Iterator[RabbitAPI]:
 @pytest.fixture
 def rabbitmq_url(rabbit: RabbitAPI) -> str:
     return f"amqp://guest:guest@{RABBITMQ_HOST}:5672/{quote(rabbit.vhost, safe='')}"
+
+
+# -- Redis: a key prefix of each test's own ----------------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own, its keys deleted afterwards."""
+    limiter = RedisRateLimiter(REDIS_URL, prefix=f"sundial-test-{secrets.token_hex(6)}:")
+    try:
+        limiter.client.ping()
+    except Exception as e:
+        service_missing("Redis", e)
+    yield limiter.prefix
+    for key in limiter.client.scan_iter(f"{limiter.prefix}*"):
+        limiter.client.delete(key)
+    limiter.close()

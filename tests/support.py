@@ -68,6 +68,7 @@ class Handlers:
         raise KeyboardInterrupt("a handler that raises BaseException")
 
 
+REDIS_URL = os.environ.get("SUNDIAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 APP = Path(__file__).with_name("integration") / "app.py"
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,11 +15,11 @@ from sundial.errors import ValidationError
 from sundial.handlers import RunContext
 from sundial.plugins import hookimpl
 from sundial.plugins.domain import PluginTables
-from sundial.pytest_plugin import service_missing
 from sundial.ratelimit import RedisRateLimiter, StoreRateLimiter
 from sundial.run import RunStatus
 from sundial.store import tables as store_tables
 from sundial.testing import PluginHarness
+from support import REDIS_URL
 
 START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 metadata = MetaData()
@@ -242,23 +240,6 @@ def test_store_rate_limit_is_atomic_under_concurrency(harness: PluginHarness) ->
     assert results.count(True) == 7
     harness.clock.advance(seconds=61)
     assert limiter.hit("race", 7, 60)
-
-
-REDIS_URL = os.environ.get("SUNDIAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own, its keys deleted afterwards."""
-    limiter = RedisRateLimiter(REDIS_URL, prefix=f"sundial-test-{secrets.token_hex(6)}:")
-    try:
-        limiter.client.ping()
-    except Exception as e:
-        service_missing("Redis", e)
-    yield limiter.prefix
-    for key in limiter.client.scan_iter(f"{limiter.prefix}*"):
-        limiter.client.delete(key)
-    limiter.close()
 
 
 def test_redis_rate_limit(redis_prefix: str) -> None:
