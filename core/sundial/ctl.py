@@ -210,3 +210,6 @@ def watch(client: Client, service: str, method: str, request: Message, show: Cal
 
 
 from . import ctl_commands, ctl_jobs  # noqa: E402,F401  (they register the subcommands on ``main``)
+
+if __name__ == "__main__":
+    main()

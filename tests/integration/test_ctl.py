@@ -1,0 +1,133 @@
+"""``python server.py api`` in its own process, and ``sundialctl`` run as a subprocess against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from apisupport import ADMIN_TOKEN, READ_TOKEN, SECRET
+from support import Process, wait_for
+
+CTL = Path(sys.executable).with_name("sundialctl")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[Process, str]]:
+    process = Process(tmp_path, "api", SUNDIAL_API_TOKENS=READ_TOKEN, SUNDIAL_API_ADMIN_TOKENS=ADMIN_TOKEN,
+                      SUNDIAL_EVENT_SIGNING_SECRET=SECRET)  # fmt: skip
+    process.start()
+    log = tmp_path / "process-api-1.log"
+
+    def port() -> str | None:
+        found = re.search(r"api listening on port (\d+)", log.read_text()) if log.exists() else None
+        return found.group(1) if found else None
+
+    try:
+        address = f"127.0.0.1:{wait_for(port, timeout=30)}"
+        yield process, address
+    finally:
+        process.stop()
+
+
+def ctl(
+    address: str, *args: str, token: str | None = ADMIN_TOKEN, check: bool = True
+) -> subprocess.CompletedProcess[str]:  # noqa: E501
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUNDIALCTL_")}
+    env.update({"SUNDIALCTL_ADDR": address, "TZ": "UTC"})
+    if token:
+        env["SUNDIALCTL_TOKEN"] = token
+    done = subprocess.run([str(CTL), *args], env=env, capture_output=True, text=True, timeout=60)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_server_py_api_serves_alone_and_stops_on_sigterm(server: tuple[Process, str]) -> None:
+    process, address = server
+    with grpc.insecure_channel(address) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    plugins = json.loads(ctl(address, "--json", "plugins", "list", token=READ_TOKEN).stdout)
+    assert "builtin" in {p["name"] for p in plugins["plugins"]}
+    status = json.loads(ctl(address, "--json", "scheduler", "status").stdout)
+    assert status["state"] == "stopped" and status["coordination"] == "cooperative"  # the api role schedules nothing
+    process.signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
+def test_sundialctl_drives_every_service(server: tuple[Process, str]) -> None:
+    _, address = server
+    out = ctl(address, "jobs", "create", "--id", "hello", "--name", "Say hello", "--handler", "test.record",
+              "--every", "60", "--payload", '{"n": 1}').stdout  # fmt: skip
+    assert "hello" in out and "every 60s" in out
+    [job] = json.loads(ctl(address, "--json", "jobs", "list", "--plugin", "test").stdout)
+    assert (job["spec"]["id"], job["state"], job["version"]) == ("hello", "enabled", "1")
+    updated = json.loads(ctl(address, "--json", "jobs", "update", "hello", "--version", "1", "--name", "Hi").stdout)
+    assert updated["spec"]["name"] == "Hi"
+    stale = ctl(address, "jobs", "update", "hello", "--version", "1", "--name", "Again", check=False)
+    assert stale.returncode == 1 and "FAILED_PRECONDITION" in stale.stderr and "version 2" in stale.stderr
+    run = json.loads(ctl(address, "--json", "jobs", "trigger", "hello", "--payload", '{"n": 2}').stdout)
+    assert json.loads(run["payload_json"]) == {"n": 2}
+    runs = ctl(address, "runs", "list", "--job", "hello").stdout
+    assert run["id"] in runs and "pending" in runs
+    assert json.loads(ctl(address, "--json", "runs", "get", run["id"]).stdout)["run"]["status"] == "pending"
+    assert json.loads(ctl(address, "--json", "runs", "logs", run["id"]).stdout) == {"lines": []}
+    preview = ctl(address, "--tz", "Asia/Tokyo", "jobs", "preview", "--cron", "0 8 * * *", "--timezone",
+                  "Europe/London", "--count", "2").stdout  # fmt: skip
+    assert "T08:00:00+0" in preview and "+09:00" in preview
+    ctl(
+        address,
+        "jobs",
+        "create",
+        "--id",
+        "hourly",
+        "--name",
+        "hourly",
+        "--handler",
+        "test.record",
+        "--cron",
+        "0 * * * *",
+    )
+    history = json.loads(ctl(address, "--json", "jobs", "history", "hourly").stdout)
+    assert any(f.get("why_none") == "before the job was created" for f in history["fires"])
+    backfill = ctl(address, "jobs", "backfill", "hello", "--start", "2020-01-01T00:00:00+00:00",
+                   "--end", "2020-01-01T00:10:00+00:00").stdout  # fmt: skip
+    assert "0 runs created" in backfill  # an interval counts from its creation: nothing fired in 2020
+    paused = json.loads(ctl(address, "--json", "scheduler", "pause", "--queue", "default", "--reason", "deploy").stdout)
+    assert paused["pauses"][0]["queue"] == "default"
+    assert json.loads(ctl(address, "--json", "scheduler", "resume", "--queue", "default").stdout)["pauses"] == []
+    assert "(none)" in ctl(address, "dead", "list").stdout
+    assert "0 runs replayed" in ctl(address, "dead", "replay", "--all").stdout
+    metrics = json.loads(ctl(address, "--json", "metrics", "--job", "hello").stdout)
+    assert metrics["tasks"][0]["job_id"] == "hello" and metrics["queues"][0]["pending"] == "1"
+    ctl(address, "jobs", "create", "--id", "bind", "--name", "bind", "--handler", "test.record",
+        "--on-event", "code.activated")  # fmt: skip
+    published = ctl(address, "events", "publish", "code.activated", "--id", "e1", "--secret", SECRET).stdout
+    assert "event e1: 1 runs created" in published
+    forged = ctl(address, "events", "publish", "code.activated", "--secret", "wrong-secret-0123456789", check=False)
+    assert forged.returncode == 1 and "UNAUTHENTICATED" in forged.stderr
+    assert "deleted hello" in ctl(address, "jobs", "delete", "hello").stdout
+    missing = ctl(address, "jobs", "get", "hello", check=False)
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr and "no job with id 'hello'" in missing.stderr
+
+
+def test_sundialctl_reports_auth_errors_and_exits_non_zero(server: tuple[Process, str]) -> None:
+    _, address = server
+    anonymous = ctl(address, "jobs", "list", token=None, check=False)
+    assert anonymous.returncode == 1 and "UNAUTHENTICATED" in anonymous.stderr
+    reader = ctl(address, "jobs", "create", "--name", "x", "--handler", "test.record", "--every", "5",
+                 token=READ_TOKEN, check=False)  # fmt: skip
+    assert reader.returncode == 1 and "PERMISSION_DENIED" in reader.stderr
+    bad = ctl(address, "jobs", "create", "--name", "x", "--handler", "test.record", "--cron", "61 * * * *", check=False)
+    assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "cron_expression" in bad.stderr
