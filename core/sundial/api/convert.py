@@ -21,7 +21,8 @@ from ..v1 import jobs_pb2, runs_pb2
 # times from outside must fall in this range: far enough for any schedule, near enough that no
 # arithmetic on them (a fire time plus an interval) leaves Python's datetime range
 T = TypeVar("T")
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+M = TypeVar("M", bound=Message)
+_EPOCH = _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
@@ -69,9 +70,9 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     """A Timestamp, or None for no time (the field is left unset)."""
     if value is None:
         return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
+    # by hand: Timestamp.FromDatetime is the larger part of building a page of jobs
+    delta = value - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def json_object(text: str, name: str) -> dict[str, Any]:
@@ -93,20 +94,9 @@ def job_spec_document(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
     return document
 
 
-def _put(target: Message, /, **values: Any) -> Message:
-    """Set the fields of ``target`` whose value is not None (a time becomes a Timestamp)."""
-    for key, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            getattr(target, key).CopyFrom(timestamp(value))
-        elif isinstance(value, Message):
-            getattr(target, key).CopyFrom(value)
-        elif isinstance(value, (list, tuple)):
-            getattr(target, key).extend(value)
-        else:
-            setattr(target, key, value)
-    return target
+def _make(kind: type[M], /, **values: Any) -> M:
+    """A ``kind`` message of the values that are not None (times become Timestamps), built in one call."""
+    return kind(**{k: timestamp(v) if isinstance(v, datetime) else v for k, v in values.items() if v is not None})
 
 
 def job_state(job: Job) -> str:
@@ -117,13 +107,13 @@ def job_state(job: Job) -> str:
 def job_message(job: Job) -> jobs_pb2.Job:
     """The message of a stored job."""
     document = job_document(job)
-    policy = _put(jobs_pb2.RetryPolicy(), **document.pop("retry_policy"))
+    policy = _make(jobs_pb2.RetryPolicy, **document.pop("retry_policy"))
     payload = json.dumps(document.pop("payload_template"), separators=(",", ":"))
     trigger = {key: job.trigger.__dict__[key] for key in ("run_at", "starts_at", "ends_at")}
     document.update(trigger)
-    spec = _put(jobs_pb2.JobSpec(), retry_policy=policy, payload_json=payload, **document)
-    return _put(  # type: ignore[return-value]
-        jobs_pb2.Job(),
+    spec = _make(jobs_pb2.JobSpec, retry_policy=policy, payload_json=payload, **document)
+    return _make(
+        jobs_pb2.Job,
         spec=spec,
         state=job_state(job),
         parked_reason=job.parked_reason,
@@ -139,8 +129,8 @@ def job_message(job: Job) -> jobs_pb2.Job:
 
 def run_message(run: Run) -> runs_pb2.Run:
     """The message of a run or skip record."""
-    return _put(  # type: ignore[return-value]
-        runs_pb2.Run(),
+    return _make(
+        runs_pb2.Run,
         id=run.id, job_id=run.job_id, scheduled_at=run.scheduled_at, status=run.status.value, queue=run.queue,
         priority=run.priority, payload_json=json.dumps(run.payload, separators=(",", ":")), attempt=run.attempt,
         failures=run.failures, reason=run.reason, last_fire_at=run.last_fire_at, fire_count=run.fire_count,
@@ -151,15 +141,15 @@ def run_message(run: Run) -> runs_pb2.Run:
 
 
 def attempt_message(attempt: Attempt) -> runs_pb2.Attempt:
-    return _put(  # type: ignore[return-value]
-        runs_pb2.Attempt(),
+    return _make(
+        runs_pb2.Attempt,
         attempt=attempt.attempt, worker=attempt.worker, status=attempt.status, error=attempt.error,
         started_at=attempt.started_at, finished_at=attempt.finished_at, duration_seconds=attempt.duration_seconds,
     )  # fmt: skip
 
 
 def log_message(line: RunLog) -> runs_pb2.LogLine:
-    return _put(runs_pb2.LogLine(), attempt=line.attempt, at=line.at, level=line.level, message=line.message)  # type: ignore[return-value]
+    return _make(runs_pb2.LogLine, attempt=line.attempt, at=line.at, level=line.level, message=line.message)
 
 
 # -- page tokens: opaque to clients, a JSON list inside ------------------------------------
