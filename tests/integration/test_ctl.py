@@ -22,20 +22,43 @@ CTL = Path(sys.executable).with_name("sundialctl")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[Process, str]]:
-    process = Process(tmp_path, "api", SUNDIAL_API_TOKENS=READ_TOKEN, SUNDIAL_API_ADMIN_TOKENS=ADMIN_TOKEN,
+def serve(tmp: Path, *roles: str) -> tuple[Process, str]:
+    """Start ``app.py ROLES`` with the test tokens; the process and the address its API bound."""
+    process = Process(tmp, *roles, SUNDIAL_API_TOKENS=READ_TOKEN, SUNDIAL_API_ADMIN_TOKENS=ADMIN_TOKEN,
                       SUNDIAL_EVENT_SIGNING_SECRET=SECRET)  # fmt: skip
     process.start()
-    log = tmp_path / "process-api-1.log"
+    log = tmp / f"process-{'-'.join(roles) or 'all'}-1.log"
 
     def port() -> str | None:
         found = re.search(r"api listening on port (\d+)", log.read_text()) if log.exists() else None
         return found.group(1) if found else None
 
     try:
-        address = f"127.0.0.1:{wait_for(port, timeout=30)}"
-        yield process, address
+        return process, f"127.0.0.1:{wait_for(port, timeout=30)}"
+    except BaseException:
+        process.stop()
+        raise
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[Process, str]]:
+    process, address = serve(tmp_path, "api")
+    yield process, address
+    process.stop()
+
+
+def test_every_role_in_one_process_includes_the_api(tmp_path: Path) -> None:
+    process, address = serve(tmp_path)
+    try:
+        ctl(address, "jobs", "create", "--id", "tick", "--name", "tick", "--handler", "test.record", "--every", "0.5")
+
+        def status() -> dict | None:
+            found = json.loads(ctl(address, "--json", "scheduler", "status").stdout)
+            return found if found["state"] == "running" else None
+
+        assert len(wait_for(status, timeout=30)["schedulers"]) == 1  # its scheduler's heartbeat
+        wait_for(lambda: json.loads(ctl(address, "--json", "metrics", "--job", "tick").stdout)["tasks"][0]
+                 .get("success_count", "0") != "0", timeout=30)  # fmt: skip
     finally:
         process.stop()
 
