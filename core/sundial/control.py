@@ -262,6 +262,9 @@ class Control:
 
         A payload that the event's declared schema rejects raises ``ValidationError``.
         """
+        problem = payload_problem(dict(payload), self.max_payload_bytes)
+        if problem:
+            raise ValidationError({"payload": [problem]})
         schema = self.event_schemas.get(event)
         if schema is not None:
             problems = schema.validate(dict(payload))

@@ -183,12 +183,25 @@ TRIGGER_FIELDS = (
 
 
 def payload_problem(payload: Any, max_bytes: int) -> str | None:
-    """What is wrong with a payload (not JSON, too large), or None."""
+    """What is wrong with a payload (not JSON, too large, a NUL character), or None."""
     try:
         size = len(json.dumps(payload, separators=(",", ":"), allow_nan=False).encode())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return "must be JSON (objects, arrays, strings, numbers, booleans, null)"
-    return f"is {size} bytes; the limit is {max_bytes}" if size > max_bytes else None
+    if size > max_bytes:
+        return f"is {size} bytes; the limit is {max_bytes}"
+    # PostgreSQL's JSONB cannot hold \u0000: refused here rather than failing in the store
+    return "must not contain NUL characters (\\u0000)" if _has_nul(payload) else None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _spec(data: Mapping[str, Any]) -> TriggerSpec:

@@ -71,6 +71,11 @@ def test_errors_name_the_field_and_map_to_statuses(api: Api) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "cron_expression" in message
     code, message = code_of(lambda: create(api, "bad2", payload_json="[1, 2]"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "job.payload_json" in message
+    nul = '{"a": "\\u0000"}'  # JSON for a NUL character, which PostgreSQL's JSONB refuses
+    code, message = code_of(lambda: create(api, "nul", payload_json=nul))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "NUL" in message
+    code, message = code_of(api.call, "JobService/TriggerJob", pb.TriggerJobRequest(id="taken", payload_json=nul))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "NUL" in message
     code, message = code_of(lambda: api.call("JobService/GetJob", pb.GetJobRequest(id="missing")))
     assert code == grpc.StatusCode.NOT_FOUND and "missing" in message
     code, message = code_of(lambda: api.call("JobService/GetJob", pb.GetJobRequest(id="bad id!")))
