@@ -7,6 +7,8 @@ and the store are all reached.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,9 +19,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apisupport import Api, code_of, invoke, message_class, methods, path
+from apisupport import SECRET, Api, code_of, invoke, message_class, methods, path
+from sundial.signing import sign
 from sundial.store import tables
 from sundial.store.sqlalchemy import SQLStore
+from sundial.v1 import jobs_pb2, runs_pb2
+from sundial.v1 import operations_pb2 as ops
 
 _NEAR_VALID_TEXT = st.sampled_from([
     "", "j1", "t.record", "sundial.log_message", "default", "cron", "interval", "date", "event", "0 8 * * *",
@@ -27,6 +32,15 @@ _NEAR_VALID_TEXT = st.sampled_from([
     "dead", "enabled", "paused", "skip", "queue", "exponential", "WyJqMSJd", "not a token", "a" * 300, "ends_at",
     "misfire_grace_seconds", "code.activated",
 ])  # fmt: skip
+_JSON_VALUES = st.one_of(
+    st.text(max_size=10),
+    st.sampled_from(["\x00", "a\x00b", "\ud7ff"]),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+)
+_JSON_OBJECTS = st.dictionaries(st.text(max_size=10), _JSON_VALUES, max_size=3)
 _INTS = {
     FieldDescriptor.TYPE_INT32: st.one_of(st.integers(-(2**31), 2**31 - 1), st.integers(-3, 2000)),
     FieldDescriptor.TYPE_INT64: st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-3, 2000)),
@@ -44,6 +58,8 @@ def _field(field: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
             )
         else:
             base = request_of(field.message_type, depth + 1)
+    elif field.name == "payload_json":
+        base = st.one_of(_NEAR_VALID_TEXT, st.text(max_size=40), _JSON_OBJECTS.map(json.dumps))
     elif kind == FieldDescriptor.TYPE_STRING:
         base = st.one_of(_NEAR_VALID_TEXT, st.text(max_size=40))
     elif kind in _INTS:
@@ -82,6 +98,53 @@ def request_of(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Any]
     return st.fixed_dictionaries({}, optional=fields).map(build)
 
 
+def _job(**fields: Any) -> jobs_pb2.JobSpec:
+    return jobs_pb2.JobSpec(**{"id": "j1", "name": "j1", "handler": "t.record", "type": "interval",
+                               "interval_seconds": 60, **fields})  # fmt: skip
+
+
+# a valid request of each method that takes an id or a document: random fields are merged onto it,
+# so that most of a request is right and the random part reaches conversion, the core and the store
+BASES: dict[str, Any] = {
+    "CreateJob": jobs_pb2.CreateJobRequest(job=_job(id="j2")),
+    "GetJob": jobs_pb2.GetJobRequest(id="j1"),
+    "UpdateJob": jobs_pb2.UpdateJobRequest(id="j1", changes=jobs_pb2.JobSpec(name="renamed")),
+    "PauseJob": jobs_pb2.JobVersionRequest(id="j1"),
+    "ResumeJob": jobs_pb2.JobVersionRequest(id="j1"),
+    "TriggerJob": jobs_pb2.TriggerJobRequest(id="j1", payload_json="{}"),
+    "PreviewFireTimes": jobs_pb2.PreviewFireTimesRequest(
+        trigger=jobs_pb2.JobSpec(type="cron", cron_expression="0 8 * * *")
+    ),
+    "BackfillJob": jobs_pb2.BackfillJobRequest(id="j1"),
+    "GetFireHistory": jobs_pb2.GetFireHistoryRequest(id="j1"),
+    "ListRuns": runs_pb2.ListRunsRequest(job_id="j1"),
+    "GetRun": runs_pb2.GetRunRequest(id=1),
+}
+
+
+def _merged(base: Any, extra: Any) -> Any:
+    request = type(base)()
+    request.CopyFrom(base)
+    request.MergeFrom(extra)
+    return request
+
+
+def _signed_event(payload: dict[str, Any], event_id: str) -> Any:
+    body = json.dumps({"event": "code.activated", "id": event_id, "payload": payload}).encode()
+    stamp = int(time.time())
+    return ops.PublishEventRequest(timestamp=stamp, body=body, signature=sign(SECRET, stamp, body))
+
+
+def requests_for(method: Any) -> st.SearchStrategy[Any]:
+    """Random requests of ``method``, and valid ones with random fields merged in."""
+    random = request_of(method.input_type)
+    if method.name == "PublishEvent":
+        ids = st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True)
+        return st.one_of(random, st.builds(_signed_event, _JSON_OBJECTS, ids))
+    base = BASES.get(method.name)
+    return random if base is None else st.one_of(random, random.map(lambda extra: _merged(base, extra)))
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     tmp = tmp_path_factory.mktemp("fuzz")
@@ -94,6 +157,9 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             for table in reversed(tables.metadata.sorted_tables):
                 conn.execute(table.delete())
     server = Api(store, tmp)
+    server.call("JobService/CreateJob", jobs_pb2.CreateJobRequest(job=_job()))
+    spec = jobs_pb2.JobSpec(id="ev", name="ev", handler="t.record", type="event", trigger_event="code.activated")
+    server.call("JobService/CreateJob", jobs_pb2.CreateJobRequest(job=spec))
     yield server
     server.close()
 
@@ -103,9 +169,9 @@ NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAV
 
 @pytest.mark.parametrize("method", methods(), ids=path)
 def test_bad_input_gets_a_proper_status(api: Api, method: Any) -> None:
-    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                       HealthCheck.too_slow])  # fmt: skip
-    @given(request=request_of(method.input_type))
+    @given(request=requests_for(method))
     def check(request: Any) -> None:
         timeout = 0.3 if method.server_streaming else 10
         code, message = code_of(invoke, api.channel, method, request, token="admin-token-0123456789", timeout=timeout)

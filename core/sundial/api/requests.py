@@ -39,7 +39,8 @@ class _Paged(_Request):
 
 class JobRef(_Request):
     id = fields.String(required=True, validate=_JOB_ID)
-    version = fields.Integer(strict=True, validate=validate.Range(min=1))
+    # versions are 32-bit in the store, and an update writes version + 1
+    version = fields.Integer(strict=True, validate=validate.Range(min=1, max=2**31 - 2))
 
 
 class CreateJob(_Request):
