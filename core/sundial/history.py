@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from .errors import ValidationError
 from .job import Job
 from .run import Run
 from .scheduler import schedule_for
 from .store.sqlalchemy import SQLStore
 from .triggers import Schedule
 
-# fire times computed for one history or backfill: a range holding more is cut short
+# fire times one history may compute: a range holding more is refused
 MAX_FIRES = 10_000
 
 
@@ -75,12 +76,17 @@ def fire_history(
 ) -> tuple[list[FireEntry], bool]:
     """Each fire time of ``job`` in [start, end], newest first, at most ``limit``; and whether more were left out.
 
+    A range holding more than ``MAX_FIRES`` fire times is refused (``ValidationError`` naming ``start``).
+
     Runs that answer no computed fire time (a manual run, an event, a
     backfill of an earlier schedule) are listed at their own times.
     """
+    fires = schedule_for(job).fire_times(start, end, inclusive=True, limit=MAX_FIRES + 1)
+    if len(fires) > MAX_FIRES:
+        # the newest fire times are wanted, and a schedule only walks forwards: a bounded range it is
+        raise ValidationError({"start": [f"the range holds more than {MAX_FIRES} fire times: narrow it"]})
     records = store.runs_covering(job.id, start, end)
     coverage = Coverage(records)
-    fires = schedule_for(job).fire_times(start, end, inclusive=True, limit=MAX_FIRES)
     if job.type == "interval" and job.trigger.starts_at is None:
         # an interval without a start is anchored at its creation, and first fires one interval later
         fires = [f for f in fires if f != job.created_at]
@@ -91,4 +97,4 @@ def fire_history(
     answered = {e.run.id for e in entries if e.run is not None}
     entries += [FireEntry(r.scheduled_at, r) for r in records if r.id not in answered and r.scheduled_at >= start]
     entries.sort(key=lambda e: e.fire_time, reverse=True)
-    return entries[:limit], len(entries) > limit or len(fires) >= MAX_FIRES
+    return entries[:limit], len(entries) > limit

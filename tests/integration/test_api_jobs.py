@@ -161,3 +161,15 @@ def test_backfill_creates_runs_once_and_history_explains_each_fire_time(api: Api
     assert [f.fire_time.ToDatetime() for f in history.fires] == sorted(
         (f.fire_time.ToDatetime() for f in history.fires), reverse=True
     )
+
+
+def test_history_refuses_a_range_with_too_many_fire_times_and_says_when_it_is_cut(api: Api) -> None:
+    create(api, "fast", interval_seconds=1)
+    now = api.store.now()
+    week = pb.GetFireHistoryRequest(id="fast", start=stamp(now), end=stamp(now + timedelta(days=1)))
+    code, message = code_of(api.call, "JobService/GetFireHistory", week)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("start:")
+    ahead = pb.GetFireHistoryRequest(id="fast", start=stamp(now), end=stamp(now + timedelta(seconds=30)), page_size=5)
+    answer = api.call("JobService/GetFireHistory", ahead)
+    assert len(answer.fires) == 5 and answer.truncated
+    assert {f.why_none for f in answer.fires} == {"not due yet"}
