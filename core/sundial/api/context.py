@@ -37,3 +37,10 @@ class ApiContext:
     @property
     def max_page_size(self) -> int:
         return self.settings.api_max_page_size
+
+
+class Servicer:
+    """The base of every servicer: it serves ``api``."""
+
+    def __init__(self, api: ApiContext) -> None:
+        self.api = api

@@ -15,7 +15,7 @@ from ..schemas import load_trigger
 from ..triggers import compile_trigger
 from ..v1 import jobs_pb2, jobs_pb2_grpc
 from . import requests as rq
-from .context import ApiContext
+from .context import Servicer
 from .convert import (
     job_message,
     job_spec_document,
@@ -30,9 +30,7 @@ from .errors import rpc
 DEFAULT_PREVIEW = 10
 
 
-class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, api: ApiContext) -> None:
-        self.api = api
+class JobServicer(Servicer, jobs_pb2_grpc.JobServiceServicer):
 
     @rpc
     def CreateJob(self, request: Any, context: grpc.ServicerContext) -> jobs_pb2.Job:

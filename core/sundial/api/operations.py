@@ -11,14 +11,12 @@ import grpc
 from ..v1 import operations_pb2 as pb
 from ..v1 import operations_pb2_grpc as pb_grpc
 from . import requests as rq
-from .context import ApiContext
+from .context import Servicer
 from .convert import page, read_page_token, run_message, timestamp
 from .errors import ApiError, rpc
 
 
-class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
-    def __init__(self, api: ApiContext) -> None:
-        self.api = api
+class DeadLetterServicer(Servicer, pb_grpc.DeadLetterServiceServicer):
 
     @rpc
     def ListDeadLetters(self, request: Any, context: grpc.ServicerContext) -> pb.ListDeadLettersResponse:
@@ -43,9 +41,7 @@ def _chosen(request: Any) -> dict[str, Any]:
     return {"run_ids": args["run_ids"], "job_id": args.get("job_id"), "everything": args.get("all", False)}
 
 
-class EventServicer(pb_grpc.EventServiceServicer):
-    def __init__(self, api: ApiContext) -> None:
-        self.api = api
+class EventServicer(Servicer, pb_grpc.EventServiceServicer):
 
     @rpc
     def PublishEvent(self, request: Any, context: grpc.ServicerContext) -> pb.PublishEventResponse:
@@ -60,9 +56,7 @@ class EventServicer(pb_grpc.EventServiceServicer):
         return pb.PublishEventResponse(event_id=event_id, runs=[run_message(r) for r in runs])
 
 
-class MetricsServicer(pb_grpc.MetricsServiceServicer):
-    def __init__(self, api: ApiContext) -> None:
-        self.api = api
+class MetricsServicer(Servicer, pb_grpc.MetricsServiceServicer):
 
     @rpc
     def GetMetrics(self, request: Any, context: grpc.ServicerContext) -> pb.GetMetricsResponse:
@@ -106,9 +100,7 @@ class MetricsServicer(pb_grpc.MetricsServiceServicer):
         )  # fmt: skip
 
 
-class PluginServicer(pb_grpc.PluginServiceServicer):
-    def __init__(self, api: ApiContext) -> None:
-        self.api = api
+class PluginServicer(Servicer, pb_grpc.PluginServiceServicer):
 
     @rpc
     def ListPlugins(self, request: Any, context: grpc.ServicerContext) -> pb.ListPluginsResponse:

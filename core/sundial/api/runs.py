@@ -11,7 +11,7 @@ import grpc
 from ..run import RunStatus
 from ..v1 import runs_pb2, runs_pb2_grpc
 from . import requests as rq
-from .context import ApiContext
+from .context import Servicer
 from .convert import attempt_message, log_message, page, read_page_token, run_message
 from .errors import rpc, stream
 
@@ -21,9 +21,7 @@ WATCH_OVERLAP = timedelta(seconds=2)
 WATCH_BATCH = 1000
 
 
-class RunServicer(runs_pb2_grpc.RunServiceServicer):
-    def __init__(self, api: ApiContext) -> None:
-        self.api = api
+class RunServicer(Servicer, runs_pb2_grpc.RunServiceServicer):
 
     @rpc
     def ListRuns(self, request: Any, context: grpc.ServicerContext) -> runs_pb2.ListRunsResponse:

@@ -10,7 +10,7 @@ import grpc
 from ..scheduler import ALIVE_SECONDS
 from ..v1 import scheduler_pb2, scheduler_pb2_grpc
 from . import requests as rq
-from .context import ApiContext
+from .context import ApiContext, Servicer
 from .convert import timestamp
 from .errors import rpc
 
@@ -52,9 +52,7 @@ def scheduler_status(api: ApiContext, next_runs: int = DEFAULT_NEXT_RUNS) -> sch
     )
 
 
-class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
-    def __init__(self, api: ApiContext) -> None:
-        self.api = api
+class SchedulerServicer(Servicer, scheduler_pb2_grpc.SchedulerServiceServicer):
 
     @rpc
     def GetSchedulerStatus(self, request: Any, context: grpc.ServicerContext) -> scheduler_pb2.SchedulerStatus:
