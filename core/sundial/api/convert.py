@@ -16,7 +16,8 @@ from ..errors import ValidationError
 from ..job import Job
 from ..run import Attempt, Run, RunLog
 from ..schemas import job_document
-from ..v1 import jobs_pb2, runs_pb2
+from ..store.admin import JobStats
+from ..v1 import jobs_pb2, operations_pb2, runs_pb2
 
 # times from outside must fall in this range: far enough for any schedule, near enough that no
 # arithmetic on them (a fire time plus an interval) leaves Python's datetime range
@@ -137,6 +138,16 @@ def run_message(run: Run) -> runs_pb2.Run:
         event_id=run.event_id, worker=run.worker, error=run.error, duration_seconds=run.duration_seconds,
         created_at=run.created_at, queued_at=run.queued_at, started_at=run.started_at,
         finished_at=run.finished_at, updated_at=run.updated_at,
+    )  # fmt: skip
+
+
+def task_metrics_message(job: Job, stats: JobStats) -> operations_pb2.TaskMetrics:
+    """The spec's TaskMetrics of a job: its attempt history in numbers, and its next run."""
+    return _make(
+        operations_pb2.TaskMetrics,
+        job_id=job.id, task_name=job.name, success_count=stats.successes, failure_count=stats.failures,
+        avg_execution_seconds=stats.avg_seconds or 0.0, last_execution_seconds=stats.last_seconds or 0.0,
+        last_run=stats.last_run or job.last_executed_at, next_run=job.next_run_at, last_error=stats.last_error,
     )  # fmt: skip
 
 

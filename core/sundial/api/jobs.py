@@ -31,7 +31,6 @@ DEFAULT_PREVIEW = 10
 
 
 class JobServicer(Servicer, jobs_pb2_grpc.JobServiceServicer):
-
     @rpc
     def CreateJob(self, request: Any, context: grpc.ServicerContext) -> jobs_pb2.Job:
         args = rq.load(rq.CreateJob, request)

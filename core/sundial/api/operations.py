@@ -8,16 +8,16 @@ from typing import Any
 
 import grpc
 
+from ..store.admin import JobStats
 from ..v1 import operations_pb2 as pb
 from ..v1 import operations_pb2_grpc as pb_grpc
 from . import requests as rq
 from .context import Servicer
-from .convert import page, read_page_token, run_message, timestamp
+from .convert import page, read_page_token, run_message, task_metrics_message
 from .errors import ApiError, rpc
 
 
 class DeadLetterServicer(Servicer, pb_grpc.DeadLetterServiceServicer):
-
     @rpc
     def ListDeadLetters(self, request: Any, context: grpc.ServicerContext) -> pb.ListDeadLettersResponse:
         args = rq.load(rq.ListDeadLetters, request)
@@ -42,7 +42,6 @@ def _chosen(request: Any) -> dict[str, Any]:
 
 
 class EventServicer(Servicer, pb_grpc.EventServiceServicer):
-
     @rpc
     def PublishEvent(self, request: Any, context: grpc.ServicerContext) -> pb.PublishEventResponse:
         if self.api.verifier is None:
@@ -57,36 +56,20 @@ class EventServicer(Servicer, pb_grpc.EventServiceServicer):
 
 
 class MetricsServicer(Servicer, pb_grpc.MetricsServiceServicer):
-
     @rpc
     def GetMetrics(self, request: Any, context: grpc.ServicerContext) -> pb.GetMetricsResponse:
         args = rq.load(rq.GetMetrics, request)
         store = self.api.store
-        size = rq.page_size(args.get("page_size") or (len(args["job_ids"]) or None), self.api.max_page_size)
         token = ""
         if args["job_ids"]:
             rq.page_size(len(args["job_ids"]), self.api.max_page_size, "job_ids")
             jobs = [store.get_job(job_id) for job_id in dict.fromkeys(args["job_ids"])]
         else:
+            size = rq.page_size(args.get("page_size"), self.api.max_page_size)
             after = read_page_token(args["page_token"], (str,))[0] if args.get("page_token") else None
             jobs, token = page(store.find_jobs(after_id=after, limit=size + 1), size, lambda job: (job.id,))
         stats = store.job_stats([job.id for job in jobs])
-        tasks = []
-        for job in jobs:
-            s = stats.get(job.id)
-            tasks.append(
-                pb.TaskMetrics(
-                    job_id=job.id,
-                    task_name=job.name,
-                    success_count=s.successes if s else 0,
-                    failure_count=s.failures if s else 0,
-                    avg_execution_seconds=(s.avg_seconds or 0.0) if s else 0.0,
-                    last_execution_seconds=(s.last_seconds or 0.0) if s else 0.0,
-                    last_run=timestamp((s.last_run if s else None) or job.last_executed_at),
-                    next_run=timestamp(job.next_run_at),
-                    last_error=(s.last_error or "") if s else "",
-                )  # fmt: skip
-            )
+        tasks = [task_metrics_message(job, stats.get(job.id, JobStats())) for job in jobs]
         depths = store.queue_depths()
         queues = [
             pb.QueueDepth(
@@ -101,7 +84,6 @@ class MetricsServicer(Servicer, pb_grpc.MetricsServiceServicer):
 
 
 class PluginServicer(Servicer, pb_grpc.PluginServiceServicer):
-
     @rpc
     def ListPlugins(self, request: Any, context: grpc.ServicerContext) -> pb.ListPluginsResponse:
         rq.load(rq.ListPlugins, request)

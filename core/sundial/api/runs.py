@@ -22,7 +22,6 @@ WATCH_BATCH = 1000
 
 
 class RunServicer(Servicer, runs_pb2_grpc.RunServiceServicer):
-
     @rpc
     def ListRuns(self, request: Any, context: grpc.ServicerContext) -> runs_pb2.ListRunsResponse:
         args = rq.load(rq.ListRuns, request)

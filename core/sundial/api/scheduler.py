@@ -53,7 +53,6 @@ def scheduler_status(api: ApiContext, next_runs: int = DEFAULT_NEXT_RUNS) -> sch
 
 
 class SchedulerServicer(Servicer, scheduler_pb2_grpc.SchedulerServiceServicer):
-
     @rpc
     def GetSchedulerStatus(self, request: Any, context: grpc.ServicerContext) -> scheduler_pb2.SchedulerStatus:
         args = rq.load(rq.SchedulerStatus, request)
