@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,6 +144,30 @@ def test_sundialctl_drives_every_service(server: tuple[Process, str]) -> None:
     assert "deleted hello" in ctl(address, "jobs", "delete", "hello").stdout
     missing = ctl(address, "jobs", "get", "hello", check=False)
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr and "no job with id 'hello'" in missing.stderr
+
+
+def test_sundialctl_watches_runs_as_they_change(server: tuple[Process, str]) -> None:
+    _, address = server
+    ctl(address, "jobs", "create", "--id", "seen", "--name", "seen", "--handler", "test.record", "--every", "600")
+    env = {**os.environ, "SUNDIALCTL_ADDR": address, "SUNDIALCTL_TOKEN": READ_TOKEN}
+    watcher = subprocess.Popen([str(CTL), "--json", "runs", "watch", "--job", "seen"], env=env,
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        # the watch starts from "now": trigger until its first poll has begun and a change shows
+        run_ids = set()
+
+        def seen() -> bool:
+            run_ids.add(json.loads(ctl(address, "--json", "jobs", "trigger", "seen").stdout)["id"])
+            return any(json.loads(line)["id"] in run_ids for line in list(lines))
+
+        wait_for(seen, timeout=30, interval=0.5)
+        assert {json.loads(line)["status"] for line in list(lines)} == {"pending"}
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(10) == 0  # an interrupted watch ends cleanly
 
 
 def test_sundialctl_reports_auth_errors_and_exits_non_zero(server: tuple[Process, str]) -> None:
