@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from google.protobuf import json_format
 
 from .ctl import Client, command, each_page, instant, main, payload_json, show_runs
 from .v1 import jobs_pb2 as pb
@@ -24,19 +25,28 @@ def _trigger_options(function: Any) -> Any:
         click.option("--at", "run_at", help="A one-shot time, ISO 8601."),
         click.option("--on-event", help="An event name the job answers."),
         click.option("--timezone", "tz", help="The zone cron is evaluated in (default UTC)."),
+        click.option("--spec", "spec_json", help="Any other JobSpec fields, as JSON (e.g. '{\"timeout_seconds\": 60, "
+                     "\"retry_policy\": {\"max_retries\": 5}}'); the options above win."),
     ]):  # fmt: skip
         function = option(function)
     return function
 
 
 def _spec(*, cron: str | None = None, every: float | None = None, run_at: str | None = None,
-          on_event: str | None = None, tz: str | None = None, **fields: Any) -> pb.JobSpec:  # fmt: skip
-    """A JobSpec of the options given (the others unset)."""
+          on_event: str | None = None, tz: str | None = None, spec_json: str | None = None,
+          **fields: Any) -> pb.JobSpec:  # fmt: skip
+    """A JobSpec of ``--spec`` and the options given (the others unset)."""
     kinds = {"cron": cron, "interval": every, "date": run_at, "event": on_event}
     chosen = [kind for kind, value in kinds.items() if value is not None]
     if len(chosen) > 1:
         raise click.UsageError("give at most one of --cron, --every, --at, --on-event")
-    spec = pb.JobSpec(**{k: v for k, v in fields.items() if v is not None})
+    spec = pb.JobSpec()
+    if spec_json:
+        try:
+            json_format.Parse(spec_json, spec)
+        except json_format.ParseError as e:
+            raise click.BadParameter(str(e), param_hint="--spec") from e
+    spec.MergeFrom(pb.JobSpec(**{k: v for k, v in fields.items() if v is not None}))
     if chosen:
         spec.type = chosen[0]
     if cron is not None:

@@ -95,6 +95,15 @@ def test_sundialctl_drives_every_service(server: tuple[Process, str]) -> None:
     out = ctl(address, "jobs", "create", "--id", "hello", "--name", "Say hello", "--handler", "test.record",
               "--every", "60", "--payload", '{"n": 1}').stdout  # fmt: skip
     assert "hello" in out and "every 60s" in out
+    spec = '{"timeout_seconds": 60, "retry_policy": {"max_retries": 5}, "name": "overridden"}'
+    full = json.loads(ctl(address, "--json", "jobs", "create", "--id", "full", "--name", "Full", "--handler",
+                          "test.record", "--every", "30", "--spec", spec).stdout)  # fmt: skip
+    assert (full["spec"]["name"], full["spec"]["timeout_seconds"], full["spec"]["retry_policy"]["max_retries"]) == (
+        "Full", 60, 5)  # fmt: skip
+    bad_spec = ctl(address, "jobs", "create", "--name", "x", "--handler", "test.record", "--spec", '{"nope": 1}',
+                   check=False)  # fmt: skip
+    assert bad_spec.returncode == 2 and "--spec" in bad_spec.stderr
+    ctl(address, "jobs", "delete", "full")
     [job] = json.loads(ctl(address, "--json", "jobs", "list", "--plugin", "test").stdout)
     assert (job["spec"]["id"], job["state"], job["version"]) == ("hello", "enabled", "1")
     updated = json.loads(ctl(address, "--json", "jobs", "update", "hello", "--version", "1", "--name", "Hi").stdout)
