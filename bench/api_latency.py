@@ -1,8 +1,8 @@
 """gRPC latency of ListJobs and GetJob with 100,000 jobs stored on PostgreSQL.
 
-Starts the API role in this process on 127.0.0.1 (an ephemeral port), calls it
-over a real channel with an admin token, and prints p50, p99 and max in
-milliseconds for: GetJob of a random job, ListJobs' first page and a page
+Starts ``python server.py api`` on 127.0.0.1 (a free port) as its own process,
+as it is deployed, calls it over a real channel with an admin token, and
+prints p50, p99 and max in milliseconds for: GetJob of a random job, ListJobs' first page and a page
 from a random point (its page token), and ListJobs filtered by queue. A page
 is 100 jobs. Target: p99 under 20 ms.
 
@@ -18,14 +18,18 @@ import argparse
 import os
 import random
 import secrets
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "core"))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
@@ -70,11 +74,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from sundial.api.convert import page_token
-    from sundial.config import Settings
-    from sundial.engine import Engine
-    from sundial.plugins.manager import load_plugins
+    from sundial.store.sqlalchemy import SQLStore
     from sundial.v1 import jobs_pb2, jobs_pb2_grpc
 
     name = f"sundial_bench_api_{int(time.time())}_{secrets.token_hex(3)}"
@@ -82,18 +85,30 @@ def main() -> None:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = None
+    server = None
     try:
-        settings = Settings(database_url=url, api_addr="127.0.0.1:0", api_admin_tokens=(TOKEN,), log_level="WARNING")
-        engine = Engine(settings, plugins=load_plugins(entry_points=False))
-        engine.store.migrate()
+        store = SQLStore(url)
+        store.migrate()
         started = time.perf_counter()
-        with engine.store.engine.begin() as conn:
+        with store.engine.begin() as conn:
             conn.execute(text(FILL), {"count": args.jobs})
             conn.execute(text("ANALYZE sundial_jobs"))
+        store.close()
         print(f"stored {args.jobs} jobs in {time.perf_counter() - started:.1f} s")
-        engine.start(("api",))
-        channel = grpc.insecure_channel(f"127.0.0.1:{engine.api.port}")
+        with socket.socket() as probe:  # a free port for the server to take
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {**os.environ, "SUNDIAL_DATABASE_URL": url, "SUNDIAL_API_ADDR": f"127.0.0.1:{port}",
+               "SUNDIAL_API_ADMIN_TOKENS": TOKEN, "SUNDIAL_LOG_LEVEL": "WARNING"}  # fmt: skip
+        server = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "api"], env=env)
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(300):
+            try:
+                health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                break
+            except grpc.RpcError:
+                time.sleep(0.1)
         stub = jobs_pb2_grpc.JobServiceStub(channel)
         metadata = [("authorization", f"Bearer {TOKEN}")]
         rng = random.Random(7)
@@ -122,8 +137,9 @@ def main() -> None:
             print(f"  {label:22} {percentiles(timed(call, args.calls))}")
         channel.close()
     finally:
-        if engine is not None:
-            engine.stop()
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
