@@ -2,9 +2,9 @@
 
 Starts ``python server.py api`` on 127.0.0.1 (a free port) as its own process,
 as it is deployed, calls it over a real channel with an admin token, and
-prints p50, p99 and max in milliseconds for: GetJob of a random job, ListJobs' first page and a page
-from a random point (its page token), and ListJobs filtered by queue. A page
-is 100 jobs. Target: p99 under 20 ms.
+prints p50, p99 and max in milliseconds for: GetJob of a random job,
+ListJobs' first page and a page from a random point (its page token), and
+ListJobs filtered by queue. A page is 100 jobs. Target: p99 under 20 ms.
 
     python bench/api_latency.py [--jobs 100000] [--calls 1000]
 
