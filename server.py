@@ -1,4 +1,4 @@
-"""Sundial's entry point: ``python server.py [all|scheduler|worker|migrate|jobs|runs|events]``."""
+"""Sundial's entry point: ``python server.py [all|scheduler|worker|api|migrate|jobs|runs|events]``."""
 
 from sundial.cli import main
 

@@ -140,6 +140,8 @@ class Process:
             "SUNDIAL_MAX_IDLE_SECONDS": "0.2",
             "SUNDIAL_LOG_LEVEL": "INFO",
             "SUNDIAL_TEST_TRACE": str(self.trace),
+            # every role includes the API: on an ephemeral port, so processes never collide on one
+            "SUNDIAL_API_ADDR": "127.0.0.1:0",
             **env,
         }
         self.args = args

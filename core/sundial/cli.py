@@ -17,7 +17,7 @@ import click
 from sqlalchemy.orm import Session
 
 from .config import Settings, load_settings
-from .engine import Engine
+from .engine import ROLES, Engine
 from .errors import SundialError, ValidationError
 from .plugins.manager import call_impl, load_plugins
 from .run import RunStatus
@@ -81,7 +81,7 @@ def main(click_ctx: click.Context, config: str | None) -> None:
     extra = click_ctx.obj.get("extra_plugins", ()) if isinstance(click_ctx.obj, dict) else ()
     click_ctx.obj = _Context(config, extra)
     if click_ctx.invoked_subcommand is None:
-        _serve(click_ctx.obj.engine(prepare=False), ("scheduler", "worker"))
+        _serve(click_ctx.obj.engine(prepare=False), ROLES)
 
 
 def run(extra_plugins: Sequence[tuple[str, object]] = (), *, prog_name: str = "server.py") -> None:
@@ -126,8 +126,16 @@ def _serve(engine: Engine, roles: Iterable[str]) -> None:
 @pass_ctx
 @_fail_cleanly
 def all_roles(ctx: _Context) -> None:
-    """Run the scheduler and a worker in this process."""
-    _serve(ctx.engine(prepare=False), ("scheduler", "worker"))
+    """Run the scheduler, a worker and the API in this process."""
+    _serve(ctx.engine(prepare=False), ROLES)
+
+
+@main.command()
+@pass_ctx
+@_fail_cleanly
+def api(ctx: _Context) -> None:
+    """Serve only the gRPC control plane (at api_addr)."""
+    _serve(ctx.engine(prepare=False), ("api",))
 
 
 @main.command()
@@ -143,7 +151,7 @@ def demo(ctx: _Context) -> None:
     engine = ctx.engine()
     seeded = seed_demo(engine)
     log.info("demo data from %s; see `python server.py runs list` and `runs logs ID`", ", ".join(seeded) or "no plugin")
-    _serve(engine, ("scheduler", "worker"))
+    _serve(engine, ROLES)
 
 
 def seed_demo(engine: Engine) -> list[str]:

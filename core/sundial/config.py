@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, post_load, validate, validates
+from marshmallow import RAISE, Schema, ValidationError, post_load, validate, validates, validates_schema
 from marshmallow import fields as mf
 
 from .errors import ConfigError
@@ -54,6 +54,18 @@ class Settings:
     worker_name: str | None = None
     metrics_addr: str | None = None
     handler_isolation: str = "thread"
+    # the gRPC control plane (``server.py api``)
+    api_addr: str = "127.0.0.1:50051"
+    api_tokens: tuple[str, ...] = ()
+    api_admin_tokens: tuple[str, ...] = ()
+    api_tls_cert: str | None = None
+    api_tls_key: str | None = None
+    api_tls_client_ca: str | None = None
+    api_max_message_bytes: int = 4 * 1024 * 1024
+    api_max_page_size: int = 1000
+    api_max_concurrent_calls: int = 64
+    event_signing_secret: str | None = None
+    event_replay_window_seconds: float = 300.0
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
@@ -77,6 +89,11 @@ def _host_port(value: str) -> None:
     host, sep, port = value.rpartition(":")
     if not sep or not host.strip("[]") or not port.isdigit() or int(port) > 65535:
         raise ValidationError("must be host:port, for example 127.0.0.1:9464 or [::1]:9464")
+
+
+def _readable(value: str) -> None:
+    if not Path(value).is_file():
+        raise ValidationError(f"no file at {value}")
 
 
 class _List(mf.List):
@@ -116,12 +133,35 @@ class SettingsSchema(Schema):
     worker_name = mf.String(allow_none=True, validate=validate.Length(min=1, max=128))
     metrics_addr = mf.String(allow_none=True, validate=_host_port)
     handler_isolation = mf.String(validate=validate.OneOf(["thread", "process"]))
+    api_addr = mf.String(validate=_host_port)
+    api_tokens = _List(mf.String(validate=validate.Length(min=16, error="a token needs at least 16 characters")))
+    api_admin_tokens = _List(mf.String(validate=validate.Length(min=16, error="a token needs at least 16 characters")))
+    api_tls_cert = mf.String(allow_none=True, validate=_readable)
+    api_tls_key = mf.String(allow_none=True, validate=_readable)
+    api_tls_client_ca = mf.String(allow_none=True, validate=_readable)
+    api_max_message_bytes = mf.Integer(validate=validate.Range(min=1024, max=256 * 1024 * 1024))
+    api_max_page_size = mf.Integer(validate=validate.Range(min=1, max=100_000))
+    api_max_concurrent_calls = mf.Integer(validate=validate.Range(min=1, max=10_000))
+    event_signing_secret = mf.String(
+        allow_none=True, validate=validate.Length(min=16, error="the secret needs at least 16 characters")
+    )
+    event_replay_window_seconds = mf.Float(validate=validate.Range(min=1, max=86400))
     plugins = mf.Dict(keys=mf.String(), values=mf.Dict())
 
     @validates("log_level")
     def _upper(self, value: str, **_: Any) -> None:
         if value != value.upper():
             raise ValidationError("use upper case: DEBUG, INFO, WARNING or ERROR")
+
+    @validates_schema
+    def _tls(self, data: dict[str, Any], **_: Any) -> None:
+        if bool(data.get("api_tls_cert")) != bool(data.get("api_tls_key")):
+            raise ValidationError("api_tls_cert and api_tls_key go together", "api_tls_key")
+        if data.get("api_tls_client_ca") and not data.get("api_tls_cert"):
+            raise ValidationError("mutual TLS needs api_tls_cert and api_tls_key too", "api_tls_client_ca")
+        shared = set(data.get("api_tokens", ())) & set(data.get("api_admin_tokens", ()))
+        if shared:
+            raise ValidationError("a token cannot be both read-only and admin", "api_tokens")
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Settings:

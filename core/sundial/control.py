@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Container, Mapping
+from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema
@@ -17,14 +18,17 @@ from marshmallow import Schema
 from . import templates
 from .clock import Clock
 from .errors import Conflict, NotFound, ValidationError
+from .history import Coverage
 from .job import Job
 from .run import Run, SkipReason
-from .scheduler import fast_forward, first_fire
-from .schemas import job_document, load_job
+from .scheduler import fast_forward, first_fire, schedule_for
+from .schemas import job_document, load_job, payload_problem
 from .store.rows import NewRun
 from .store.sqlalchemy import SQLStore
 
 _IMMUTABLE = ("id",)
+# fire times one backfill may create runs for
+MAX_BACKFILL = 1000
 # an operator who changes any of these has changed the schedule: a plugin's update keeps them all
 _SCHEDULE_FIELDS = frozenset(
     ("type", "cron_expression", "interval_seconds", "run_at", "trigger_event", "timezone", "starts_at", "ends_at")
@@ -197,14 +201,14 @@ class Control:
         """Delete a job with its history."""
         self.store.delete_job(job_id)
 
-    def run_now(self, job_id: str) -> Run:
-        """Create a run of ``job_id`` for right now, outside its schedule."""
+    def run_now(self, job_id: str, payload: Mapping[str, Any] | None = None) -> Run:
+        """Create a run of ``job_id`` for right now, outside its schedule; ``payload`` replaces its template."""
         job = self.store.get_job(job_id)
         now = self.clock.now()
         self.store.update_job(
             job,
             expected_version=job.version,
-            runs=[NewRun(scheduled_at=now, payload=dict(job.payload_template))],
+            runs=[NewRun(scheduled_at=now, payload=self._payload(job, payload))],
             now=now,
         )
         self.on_change()
@@ -212,11 +216,55 @@ class Control:
         assert run is not None, "the run was stored in the same transaction as the job"
         return run
 
+    def backfill(
+        self, job_id: str, start: datetime, end: datetime, payload: Mapping[str, Any] | None = None
+    ) -> tuple[list[Run], int]:
+        """Create runs for the fire times of ``job_id`` in [start, end] that have no record yet.
+
+        Fire times with a run or a skip record are left as they are; return
+        the runs created and how many fire times were recorded already.
+        """
+        job = self.store.get_job(job_id)
+        now = self.clock.now()
+        if job.type == "event":
+            raise ValidationError({"id": ["an event job has no fire times to backfill; publish the event instead"]})
+        if end > now:
+            raise ValidationError({"end": ["must not be in the future"]})
+        if start >= end:
+            raise ValidationError({"start": ["must be before end"]})
+        fires = schedule_for(job).fire_times(start, end, inclusive=True, limit=MAX_BACKFILL + 1)
+        if len(fires) > MAX_BACKFILL:
+            raise ValidationError(
+                {"end": [f"the range holds more than {MAX_BACKFILL} fire times: backfill it in parts"]}
+            )
+        coverage = Coverage(self.store.runs_covering(job.id, start, end))
+        missing = [fire for fire in fires if coverage.find(fire) is None]
+        body = self._payload(job, payload)
+        if missing:
+            self.store.add_runs(
+                job, [NewRun(scheduled_at=f, payload=body, reason="backfill") for f in missing], now=now
+            )
+            self.on_change()
+        wanted = set(missing)
+        created = [r for r in self.store.runs_covering(job.id, start, end) if r.scheduled_at in wanted]
+        return created, len(fires) - len(missing)
+
+    def _payload(self, job: Job, payload: Mapping[str, Any] | None) -> dict[str, Any]:
+        if payload is None:
+            return dict(job.payload_template)
+        problem = payload_problem(payload, self.max_payload_bytes)
+        if problem or not isinstance(payload, Mapping):
+            raise ValidationError({"payload": [problem or "must be a JSON object"]})
+        return dict(payload)
+
     def emit(self, event: str, payload: Mapping[str, Any], event_id: str) -> list[Run]:
         """Fire ``event``: one run per job listening to it; a repeated ``event_id`` fires nothing.
 
         A payload that the event's declared schema rejects raises ``ValidationError``.
         """
+        problem = payload_problem(dict(payload), self.max_payload_bytes)
+        if problem:
+            raise ValidationError({"payload": [problem]})
         schema = self.event_schemas.get(event)
         if schema is not None:
             problems = schema.validate(dict(payload))

@@ -36,7 +36,7 @@ from .store.sqlalchemy import SQLStore
 from .worker import Worker, default_worker_name
 
 log = logging.getLogger(__name__)
-ROLES = ("scheduler", "worker")
+ROLES = ("scheduler", "worker", "api")
 
 
 @dataclass
@@ -100,6 +100,8 @@ class Engine:
             max_idle_seconds=settings.max_idle_seconds,
             lookahead_seconds=settings.lookahead_seconds,
             on_runs=self._runs_added,
+            name=settings.worker_name or default_worker_name(),
+            backpressure=lambda: self.relay.backpressure,
         )
         self.control = Control(
             self.store,
@@ -112,6 +114,7 @@ class Engine:
         self.registry.services = Services(self.control, self.clock, self.limiter, self.domain, self.plugin_configs)
         self.dead_letters = DeadLetters(self.store, self.broker, on_replay=self._runs_added)
         self.worker: Worker | None = None
+        self.api: Any = None  # the gRPC server of the api role
         self.metrics_address: tuple[str, int] | None = None  # where /metrics listens, once started
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -232,8 +235,8 @@ class Engine:
             self.metrics.plugin_failures.labels(failure.name).inc()
         return report
 
-    def start(self, roles: Iterable[str] = ROLES) -> StartReport:
-        """Prepare the store and start ``roles`` in background threads."""
+    def start(self, roles: Iterable[str] = ("scheduler", "worker")) -> StartReport:
+        """Prepare the store and start ``roles`` (of ``ROLES``) in background threads."""
         roles = set(roles)
         unknown = roles - set(ROLES)
         if unknown:
@@ -269,6 +272,10 @@ class Engine:
                 locks=None if self.broker.reads_outbox else self.locks,
             )
             self.worker.start()
+        if "api" in roles:
+            from .api.server import serve  # grpc is loaded only by processes that serve it
+
+            self.api = serve(self)
         if self.settings.metrics_addr:
             try:
                 self.metrics_address = self.metrics.serve(self.settings.metrics_addr)
@@ -280,6 +287,8 @@ class Engine:
     def stop(self, grace_seconds: float | None = None) -> None:
         """Stop scheduling, let in-flight runs finish (or give them back), close connections."""
         self._stop.set()
+        if self.api is not None:
+            self.api.stop()
         self.scheduler.wake()
         for thread in self._threads:
             thread.join(5.0)

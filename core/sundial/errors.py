@@ -38,6 +38,18 @@ class Conflict(SundialError):
     """An optimistic-concurrency check failed (stale version) or an id is taken."""
 
 
+class AlreadyExists(Conflict):
+    """The id of a new job (or other record) is taken."""
+
+
+class Refused(SundialError):
+    """A signed request was refused: ``kind`` is ``forged``, ``expired`` or ``replayed``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
 class StoreError(SundialError):
     """The job store failed; the original driver error is the ``__cause__``."""
 

@@ -13,6 +13,7 @@ import functools
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,10 @@ from .store.sqlalchemy import SQLStore
 from .triggers import Schedule, TriggerError, TriggerSpec, compile_trigger
 
 log = logging.getLogger(__name__)
+
+# how often a running scheduler notes itself in the store, and how long it counts as alive after
+HEARTBEAT_SECONDS = 5.0
+ALIVE_SECONDS = 60.0
 
 # fire times handled per job per pass: a job that missed more (a 1 s interval
 # after a day down) is caught up over several passes instead of one huge one
@@ -157,8 +162,14 @@ class Scheduler:
         max_idle_seconds: float = 1.0,
         lookahead_seconds: float = 0.0,
         on_runs: Callable[[], None] = lambda: None,
+        name: str | None = None,
+        backpressure: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
+        self.name = name
+        self.backpressure = backpressure
+        self._started_at: datetime | None = None
+        self._beat_at = float("-inf")
         self.handlers = handlers
         self.clock = clock
         self.batch_size = batch_size
@@ -198,7 +209,19 @@ class Scheduler:
         run_loop(self._step, stop, self._wake, "scheduler pass")
 
     def _step(self) -> float:
-        return 0.0 if self.tick().full else self._idle_delay()
+        delay = 0.0 if self.tick().full else self._idle_delay()
+        self._heartbeat()
+        return delay
+
+    def _heartbeat(self) -> None:
+        # schedulers cooperate through row locks and elect no leader: a heartbeat is how an
+        # operator (GetSchedulerStatus) learns which are alive, and whether their relay is refused
+        if self.name is None or time.monotonic() - self._beat_at < HEARTBEAT_SECONDS:
+            return
+        now = self.clock.now()
+        self._started_at = self._started_at or now
+        self.store.heartbeat(self.name, self._started_at, backpressure=self.backpressure(), now=now)
+        self._beat_at = time.monotonic()
 
     def _idle_delay(self) -> float:
         next_due = self.store.next_due_at()

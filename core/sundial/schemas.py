@@ -133,14 +133,9 @@ class JobSchema(Schema):
             elif self.handlers is not None and handler not in self.handlers:
                 problems["handler"] = [f"unknown handler {handler!r}; is its plugin installed and enabled?"]
         payload = data.get("payload_template")
-        if payload is not None:
-            try:
-                size = len(json.dumps(payload, separators=(",", ":")).encode())
-            except (TypeError, ValueError):
-                problems["payload_template"] = ["must be JSON (objects, arrays, strings, numbers, booleans, null)"]
-            else:
-                if size > self.max_payload_bytes:
-                    problems["payload_template"] = [f"is {size} bytes; the limit is {self.max_payload_bytes}"]
+        problem = None if payload is None else payload_problem(payload, self.max_payload_bytes)
+        if problem:
+            problems["payload_template"] = [problem]
         self._check_trigger(data, problems)
         if problems:
             raise MarshmallowError(problems)
@@ -175,19 +170,37 @@ class JobSchema(Schema):
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Job:
         trigger = _spec(data)
-        for name in (
-            "type",
-            "cron_expression",
-            "interval_seconds",
-            "run_at",
-            "trigger_event",
-            "timezone",
-            "starts_at",
-            "ends_at",
-        ):
+        for name in TRIGGER_FIELDS:
             data.pop(name, None)
         data.setdefault("id", uuid.uuid4().hex)
         return Job(trigger=trigger, **data)
+
+
+TRIGGER_FIELDS = (
+    "type", "cron_expression", "interval_seconds", "run_at", "trigger_event", "timezone", "starts_at", "ends_at"
+)  # fmt: skip
+
+
+def payload_problem(payload: Any, max_bytes: int) -> str | None:
+    """What is wrong with a payload (not JSON, too large, a NUL character), or None."""
+    try:
+        size = len(json.dumps(payload, separators=(",", ":"), allow_nan=False).encode())
+    except (TypeError, ValueError, RecursionError):
+        return "must be JSON (objects, arrays, strings, numbers, booleans, null)"
+    if size > max_bytes:
+        return f"is {size} bytes; the limit is {max_bytes}"
+    # PostgreSQL's JSONB cannot hold \u0000: refused here rather than failing in the store
+    return "must not contain NUL characters (\\u0000)" if _has_nul(payload) else None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _spec(data: Mapping[str, Any]) -> TriggerSpec:
@@ -252,11 +265,25 @@ def job_document(job: Job) -> dict[str, Any]:
     }
 
 
-def _load(schema: Schema, document: Mapping[str, Any]) -> Any:
-    if not isinstance(document, Mapping):
-        raise errors.ValidationError({"_schema": ["must be an object"]})
+def load_document(schema: Schema, document: Any, field: str | None = None) -> Any:
+    """Load ``document`` with ``schema``; ``ValidationError`` names each bad field (under ``field``, if given)."""
     try:
+        if not isinstance(document, Mapping):
+            raise MarshmallowError({"_schema": ["must be an object"]})
         return schema.load(document)
     except MarshmallowError as e:
         messages = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
-        raise errors.ValidationError(messages) from e
+        raise errors.ValidationError({field: messages} if field else messages) from e
+
+
+_load = load_document
+
+
+def load_trigger(document: Mapping[str, Any]) -> TriggerSpec:
+    """Validate a trigger on its own (type, its field, timezone, starts_at, ends_at), as a job's would be."""
+    extra = sorted(set(document) - set(TRIGGER_FIELDS))
+    if extra:
+        raise errors.ValidationError({key: ["is not a trigger field"] for key in extra})
+    # the job schema holds the trigger's rules; a placeholder name and handler satisfy the rest
+    job = load_job({"name": "preview", "handler": "preview.trigger", **document})
+    return job.trigger

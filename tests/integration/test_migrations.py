@@ -29,12 +29,14 @@ def test_upgrading_from_0001_keeps_existing_jobs_and_downgrades(sundial_database
                 {"t": now if store.dialect == "postgresql" else now.strftime("%Y-%m-%d %H:%M:%S.%f")},
             )
         command.upgrade(config, "head")
-        assert current_revision(store.engine) == head_revision(store.engine) == "0003_plugins"
+        assert current_revision(store.engine) == head_revision(store.engine) == "0004_control"
         job = store.get_job("old")
         assert job.origin is None and job.operator_fields == frozenset() and job.defaults_hash is None
-        assert {"sundial_plugin_schemas", "sundial_rate_limits"} <= set(inspect(store.engine).get_table_names())
+        tables = set(inspect(store.engine).get_table_names())
+        assert {"sundial_plugin_schemas", "sundial_rate_limits", "sundial_pauses", "sundial_schedulers"} <= tables
+        assert "sundial_event_nonces" in tables
         command.downgrade(config, "0001")
         assert "origin" not in {c["name"] for c in inspect(store.engine).get_columns("sundial_jobs")}
-        assert "sundial_rate_limits" not in inspect(store.engine).get_table_names()
+        assert not {"sundial_rate_limits", "sundial_pauses"} & set(inspect(store.engine).get_table_names())
     finally:
         store.close()

@@ -75,3 +75,25 @@ def test_missing_or_broken_file_is_reported(tmp_path: Path) -> None:
     broken.write_text("concurrency = = 2")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(broken, environ={})
+
+
+def test_api_settings_from_the_environment_and_their_checks(tmp_path: Path) -> None:
+    settings = load_settings(environ={"SUNDIAL_API_TOKENS": "r" * 16 + ",q" * 1 + "q" * 15,
+                                      "SUNDIAL_API_ADMIN_TOKENS": "a" * 20, "SUNDIAL_API_ADDR": "[::]:7000",
+                                      "SUNDIAL_API_MAX_PAGE_SIZE": "50"})  # fmt: skip
+    assert settings.api_tokens == ("r" * 16, "q" * 16) and settings.api_admin_tokens == ("a" * 20,)
+    assert (settings.api_addr, settings.api_max_page_size) == ("[::]:7000", 50)
+    with pytest.raises(ConfigError, match="api_tokens.*at least 16"):
+        load_settings(environ={"SUNDIAL_API_TOKENS": "short"})
+    with pytest.raises(ConfigError, match="api_addr"):
+        load_settings(environ={"SUNDIAL_API_ADDR": "no-port"})
+    with pytest.raises(ConfigError, match="both read-only and admin"):
+        load_settings(environ={"SUNDIAL_API_TOKENS": "t" * 16, "SUNDIAL_API_ADMIN_TOKENS": "t" * 16})
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError, match="api_tls_key.*go together"):
+        load_settings(environ={"SUNDIAL_API_TLS_CERT": str(cert)})
+    with pytest.raises(ConfigError, match="api_tls_client_ca.*mutual TLS"):
+        load_settings(environ={"SUNDIAL_API_TLS_CLIENT_CA": str(cert)})
+    with pytest.raises(ConfigError, match="api_tls_cert.*no file"):
+        load_settings(environ={"SUNDIAL_API_TLS_CERT": str(tmp_path / "missing.pem"), "SUNDIAL_API_TLS_KEY": str(cert)})

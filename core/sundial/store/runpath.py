@@ -30,6 +30,7 @@ from ..abc import Claim
 from ..job import Job
 from ..run import Run, RunStatus
 from . import tables as t
+from .admin import dispatch_allowed
 from .base import StoreBase
 from .rows import Outcome, job_from_row, run_from_row
 
@@ -54,7 +55,11 @@ class RunPath(StoreBase):
             # headers): joined before the limit, the join would walk every due run
             due_runs = (
                 select(*_OUTBOX_COLUMNS)
-                .where(t.runs.c.status == RunStatus.PENDING.value, t.runs.c.available_at <= due)
+                .where(
+                    t.runs.c.status == RunStatus.PENDING.value,
+                    t.runs.c.available_at <= due,
+                    dispatch_allowed(t.runs.c.queue),
+                )
                 .order_by(t.runs.c.available_at)
                 .limit(limit)
                 .subquery()
@@ -143,6 +148,7 @@ class RunPath(StoreBase):
                     t.runs.c.status.in_(sorted(claimable)),
                     t.runs.c.available_at <= due,
                     t.runs.c.queue.in_(list(queues)),
+                    dispatch_allowed(t.runs.c.queue),
                 )
                 .order_by(t.runs.c.priority.desc(), t.runs.c.available_at)
                 .limit(limit)

@@ -27,10 +27,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, NotFound
+from ..errors import AlreadyExists, Conflict, NotFound
 from ..job import Job
 from ..run import OPEN_STATUSES, Attempt, Run, RunLog, RunStatus, SkipReason
 from . import tables as t
+from .admin import AdminQueries, dispatch_allowed
 from .rows import FirePlan, NewRun, job_from_row, job_row, new_run_row, run_from_row
 from .runpath import RunPath
 
@@ -58,7 +59,7 @@ _ADVANCE_JOBS = text(
 ).bindparams(bindparam("now", type_=t.UTCDateTime()))
 
 
-class SQLStore(RunPath):
+class SQLStore(AdminQueries, RunPath):
     """Jobs, runs, attempts and run logs in one SQL database."""
 
     # -- jobs ----------------------------------------------------------------
@@ -71,7 +72,7 @@ class SQLStore(RunPath):
             with self._write() as conn:
                 conn.execute(insert(t.jobs).values(**job_row(job)))
         except IntegrityError as e:
-            raise Conflict(f"job {job.id!r} already exists") from e
+            raise AlreadyExists(f"job {job.id!r} already exists") from e
         return job
 
     def get_job(self, job_id: str) -> Job:
@@ -175,7 +176,9 @@ class SQLStore(RunPath):
         """The earliest ``next_run_at`` of any active job (an index lookup)."""
         with self._read() as conn:
             return conn.execute(
-                select(func.min(t.jobs.c.next_run_at)).where(t.jobs.c.active.is_(True))
+                select(func.min(t.jobs.c.next_run_at)).where(
+                    t.jobs.c.active.is_(True), dispatch_allowed(t.jobs.c.queue)
+                )
             ).scalar_one_or_none()
 
     def schedule_due(
@@ -191,7 +194,7 @@ class SQLStore(RunPath):
         """
         query = (
             select(t.jobs)
-            .where(t.jobs.c.active.is_(True), t.jobs.c.next_run_at <= due)
+            .where(t.jobs.c.active.is_(True), t.jobs.c.next_run_at <= due, dispatch_allowed(t.jobs.c.queue))
             .order_by(t.jobs.c.next_run_at)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -218,3 +218,34 @@ rate_limits = Table(
     Column("window_ends_at", UTCDateTime, nullable=False),
     Index(None, "window_ends_at"),
 )
+
+pauses = Table(
+    "sundial_pauses",
+    metadata,
+    # an operator's pause: "*" stops every queue, any other scope is one queue's name. A paused
+    # queue's jobs are not scheduled and its pending runs are not dispatched; a row is a pause.
+    Column("scope", String(80), primary_key=True),
+    Column("reason", Text),
+    Column("paused_at", UTCDateTime, nullable=False),
+)
+
+schedulers = Table(
+    "sundial_schedulers",
+    metadata,
+    # each scheduler process notes itself here every few seconds: schedulers cooperate on the
+    # store (none leads), so this is how an operator sees which are alive
+    Column("name", String(128), primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    # its relay's last pass found a work queue full
+    Column("backpressure", Boolean, nullable=False, default=False),
+)
+
+event_nonces = Table(
+    "sundial_event_nonces",
+    metadata,
+    # signed events already accepted, kept for their replay window (when Redis is not configured)
+    Column("nonce", String(128), primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index(None, "expires_at"),
+)
