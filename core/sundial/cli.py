@@ -233,7 +233,7 @@ def status(ctx: _Context, as_json: bool) -> None:
 
 def queue_report(engine: Engine) -> dict[str, Any]:
     """Work queue depths against their limit, and whether a full one holds runs back (backpressure)."""
-    queues = sorted({*engine.settings.queues, *(queue for queue, _ in engine.store.open_counts())})
+    queues = sorted({*engine.settings.queues, *engine.store.queue_depths()})
     try:
         depths = engine.broker.depths(queues)
     except SundialError as e:

@@ -28,6 +28,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .scheduler import HEARTBEAT_SECONDS
+
 if TYPE_CHECKING:
     from .locks.redis import RedisLocks
     from .store.sqlalchemy import SQLStore
@@ -145,7 +147,9 @@ class StoreCollector(Collector):
         try:
             with self._lock:
                 now = self.store.now()
-                counts = self.store.open_counts()
+                depths = self.store.queue_depths()
+                dead_letters = self.store.dead_by_queue()
+                schedulers = len(self.store.schedulers(now - timedelta(seconds=3 * HEARTBEAT_SECONDS)))
                 lag = self.store.outbox_lag()
                 since = self._read_up_to - _SUCCESS_OVERLAP if self._read_up_to else None
                 for job, at in self.store.last_successes(since).items():
@@ -158,14 +162,22 @@ class StoreCollector(Collector):
             yield GaugeMetricFamily("sundial_store_up", "1 when the store answered this scrape", value=0)
             return
         yield GaugeMetricFamily("sundial_store_up", "1 when the store answered this scrape", value=1)
-        runs = GaugeMetricFamily("sundial_queue_runs", "Open and dead runs in the store", labels=["queue", "status"])
-        dead = GaugeMetricFamily("sundial_dead_letters", "Dead runs (retries exhausted), by queue", labels=["queue"])
-        for (queue, status), n in sorted(counts.items()):
-            runs.add_metric([queue, status], n)
-            if status == "dead":
-                dead.add_metric([queue], n)
+        runs = GaugeMetricFamily("sundial_queue_runs", "Open runs in the store", labels=["queue", "status"])
+        for queue, counts in sorted(depths.items()):
+            for status, n in sorted(counts.items()):
+                runs.add_metric([queue, status], n)
         yield runs
+        dead = GaugeMetricFamily(
+            "sundial_dead_letters", "Dead runs on the dead-letter list, by queue", labels=["queue"]
+        )
+        for queue, n in sorted(dead_letters.items()):
+            dead.add_metric([queue], n)
         yield dead
+        yield GaugeMetricFamily(
+            "sundial_schedulers_alive",
+            "Schedulers whose heartbeat is recent: they cooperate, none leads, one is enough",
+            value=schedulers,
+        )
         yield GaugeMetricFamily(
             "sundial_outbox_lag_seconds", "How long the oldest due pending run has waited to be published", value=lag
         )

@@ -14,6 +14,7 @@ import pytest
 from sundial.config import Settings
 from sundial.engine import Engine
 from sundial.errors import ConfigError
+from sundial.locks.redis import RedisLocks
 from sundial.plugins.manager import load_plugins
 from sundial.run import RunStatus
 from sundial.store import tables
@@ -71,13 +72,15 @@ def test_runs_lag_dead_letters_and_last_success_are_exported(make_engine: Engine
     assert value(page, "sundial_fire_lag_seconds_count", queue="default") == 3
     assert value(page, "sundial_run_duration_seconds_count", handler="t.record") == 1
     assert value(page, "sundial_dead_letters", queue="default") == 2
-    assert value(page, "sundial_queue_runs", queue="default", status="dead") == 2
+    assert value(page, "sundial_schedulers_alive") == 1
     [run] = engine.store.list_runs(job_id="ok")
     assert run.finished_at is not None
     assert value(page, "sundial_job_last_success_timestamp_seconds", job="ok") == run.finished_at.timestamp()
     assert value(page, "sundial_job_last_success_timestamp_seconds", job="doomed") is None
     assert value(page, "sundial_store_up") == 1
     assert value(page, "sundial_process_role", role="scheduler") == 1
+    assert engine.dead_letters.purge(everything=True) == 2
+    assert value(scrape(engine), "sundial_dead_letters", queue="default") is None  # purged: off the list
 
 
 def test_the_last_success_comes_from_the_store_and_survives_a_restart(make_engine: EngineFactory) -> None:
@@ -114,6 +117,7 @@ def test_an_address_in_use_stops_the_start_naming_the_setting(make_engine: Engin
 
 def test_the_shipped_alerts_and_dashboard_use_only_metrics_sundial_exports(make_engine: EngineFactory) -> None:
     engine = make_engine()
+    engine.metrics.watch_redis(RedisLocks("redis://127.0.0.1:1/0"))  # what a process with redis_url adds
     families = {family.name for family in engine.metrics.registry.collect()}
     exported = {name + suffix for name in families for suffix in ("", "_total", "_bucket", "_count", "_sum")}
     docs = Path(__file__).resolve().parents[2] / "docs"

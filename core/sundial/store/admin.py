@@ -319,12 +319,15 @@ class AdminQueries(StoreBase):
 
     def dead_count(self) -> int:
         """Dead runs on the dead-letter list (purged ones are off it)."""
+        return sum(self.dead_by_queue().values())
+
+    def dead_by_queue(self) -> dict[str, int]:
+        """Dead runs on the dead-letter list, by queue."""
         c = t.runs.c
         with self._read() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).where(
-                        c.status == RunStatus.DEAD.value, or_(c.reason.is_(None), c.reason != "purged")
-                    )
-                ).scalar_one()
+            rows = conn.execute(
+                select(c.queue, func.count())
+                .where(c.status == RunStatus.DEAD.value, or_(c.reason.is_(None), c.reason != "purged"))
+                .group_by(c.queue)
             )
+            return {queue: int(n) for queue, n in rows}

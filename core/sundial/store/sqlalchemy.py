@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import AlreadyExists, Conflict, NotFound
 from ..job import Job
-from ..run import OPEN_STATUSES, Attempt, Run, RunLog, RunStatus, SkipReason
+from ..run import Attempt, Run, RunLog, RunStatus, SkipReason
 from . import tables as t
 from .admin import AdminQueries, dispatch_allowed
 from .rows import FirePlan, NewRun, job_from_row, job_row, new_run_row, run_from_row
@@ -395,17 +395,6 @@ class SQLStore(AdminQueries, RunPath):
                 select(func.min(t.runs.c.available_at)).where(t.runs.c.status == RunStatus.PENDING.value)
             ).scalar_one_or_none()
         return max(0.0, (self.now() - oldest).total_seconds()) if oldest is not None else 0.0
-
-    def open_counts(self) -> dict[tuple[str, str], int]:
-        """Open and dead runs by (queue, status): read off the status index, so cheap at any history size."""
-        watched = [s.value for s in (*OPEN_STATUSES, RunStatus.DEAD)]
-        with self._read() as conn:
-            rows = conn.execute(
-                select(t.runs.c.queue, t.runs.c.status, func.count())
-                .where(t.runs.c.status.in_(watched))
-                .group_by(t.runs.c.queue, t.runs.c.status)
-            ).all()
-        return {(queue, status): n for queue, status, n in rows}
 
     def last_successes(self, since: datetime | None = None) -> dict[str, datetime]:
         """When each job's newest successful run finished, among runs finished after ``since``.
