@@ -94,6 +94,12 @@ class Cluster:
         """``check`` the history (see ``history.py``)."""
         return check(self.history(**load))
 
+    def report(self, name: str, report: Report, capsys: Any, **figures: object) -> None:
+        """Print one line of figures for ``name`` (shown with ``-s``, and in CI's log even without)."""
+        extra = "".join(f" {key}={_figure(value)}" for key, value in figures.items())
+        with capsys.disabled():
+            print(f"\nFAULTS {name}: {report.summary()}{extra}")
+
     def log(self, process: Process) -> str:
         return process.log_path.read_text(errors="replace")
 
@@ -163,3 +169,11 @@ class RedisServer:
         if not self.answers():
             subprocess.run(self.argv, check=True, capture_output=True, timeout=30)
         wait_for(self.answers, timeout=30, interval=0.05)
+
+
+def _figure(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}s"
+    if value is None:
+        return "n/a"
+    return str(value)

@@ -185,7 +185,9 @@ class Report:
     overlaps: list[tuple[str, int, int, float]] = field(default_factory=list)  # job, run, run, seconds
     stale_results: list[str] = field(default_factory=list)
     redeliveries: int = 0  # attempt rows with status lost: a lease expired and the run went back to the queue
-    late_results_rejected: int = 0  # executions that ended, whose attempt row says lost: the fence refused them
+    # executions that ended but whose attempt the store says was lost: the worker died before recording the
+    # outcome, or (a paused worker) its late result was refused by the fence
+    ended_but_lost: int = 0
     lags: list[float] = field(default_factory=list)  # first execution's start minus fire time, seconds
 
     @property
@@ -230,7 +232,7 @@ class Report:
             f" lost={len(self.lost_fires)} doubled={len(self.doubled_fires)} open={len(self.open_runs)}"
             f" dead={len(self.dead_runs)} skipped={skipped} executions={self.executions}"
             f" duplicates={self.duplicate_executions} unexplained={len(self.unexplained_duplicates)}"
-            f" redeliveries={self.redeliveries} late_rejected={self.late_results_rejected}"
+            f" redeliveries={self.redeliveries} ended_but_lost={self.ended_but_lost}"
             f" overlaps={len(self.overlaps)} max_overlap={self.max_overlap:.3f}s"
             f" stale={len(self.stale_results)} {lag}"
         )
@@ -251,13 +253,15 @@ def _check_fire_times(history: History, report: Report) -> None:
     for run in history.runs:
         by_job[run.job_id].append(run)
     for job_id, job in history.jobs.items():
-        if job.type not in ("interval", "cron") or job.created_at is None:
-            continue
         rows = by_job.get(job_id, [])
-        last = max((r.last_fire_at or r.scheduled_at for r in rows), default=job.created_at)
-        end = max(last, history.until) if history.until else last
-        schedule = schedule_for(job)
-        grid = schedule.fire_times(job.created_at, end, limit=10_000_000)
+        if job.type == "date" and job.trigger.run_at is not None:
+            grid = [job.trigger.run_at]
+        elif job.type in ("interval", "cron") and job.created_at is not None:
+            last = max((r.last_fire_at or r.scheduled_at for r in rows), default=job.created_at)
+            end = max(last, history.until) if history.until else last
+            grid = schedule_for(job).fire_times(job.created_at, end, limit=10_000_000)
+        else:
+            continue  # event jobs fire when told: no fire time is expected of them
         on_grid = set(grid)
         cover: Counter[datetime] = Counter()
         for run in rows:
@@ -327,7 +331,7 @@ def _check_executions(history: History, report: Report) -> None:
         if row is None:
             report.unrecorded_executions.append((execution.run_id, execution.attempt))
         elif execution.end is not None and row.status in _UNFINISHED:
-            report.late_results_rejected += 1
+            report.ended_but_lost += 1
         if execution.end is None and faults.death(execution.pid) is None:
             report.unfinished_executions.append((execution.run_id, execution.attempt))
     for run_id, executions in by_run.items():

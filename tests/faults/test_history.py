@@ -102,7 +102,7 @@ def test_a_duplicate_execution_is_allowed_only_after_a_fault() -> None:
     history.faults.crashed(100, first.end + 0.01)
     report = check(history)
     report.assert_ok()
-    assert (report.duplicate_executions, report.redeliveries, report.late_results_rejected) == (1, 1, 1)
+    assert (report.duplicate_executions, report.redeliveries, report.ended_but_lost) == (1, 1, 1)
 
 
 def test_a_stale_result_accepted_is_caught() -> None:
