@@ -106,10 +106,12 @@ def test_a_worker_crash_on_the_run_path_redelivers_and_completes_each_run_once(
     # committed before the crash (worker.after_commit): the redelivery was turned away by the claim, it ran once
     assert committed if point == "worker.after_commit" else not committed
     assert all(attempts[run_id] == ["succeeded"] and runs_of[run_id] == 1 for run_id in committed)
-    # the rest: each lease expired, the sweeper redelivered, the survivor completed the run
+    # the rest: a run the crashed worker had claimed waited for its lease to expire, and the sweeper
+    # redelivered it; one it had not claimed yet went back with its message; the survivor completed each
     rest = {run_id: statuses for run_id, statuses in attempts.items() if run_id not in committed}
-    assert all(statuses == ["lost", "succeeded"] for statuses in rest.values()), attempts
-    assert report.redeliveries == len(rest)
+    assert all(statuses in (["lost", "succeeded"], ["succeeded"]) for statuses in rest.values()), attempts
+    lost = [run_id for run_id, statuses in rest.items() if statuses[0] == "lost"]
+    assert lost and report.redeliveries == len(lost)  # the crash did catch runs in flight
     # at-least-once: what the crashed worker had started and not committed ran again (allowed for its pid only)
     assert report.duplicate_executions == len(ran - committed)
     survivor_runs = {e.run_id for e in history.executions if e.pid == survivor.proc.pid}  # type: ignore[union-attr]
