@@ -15,9 +15,10 @@ holds the history against Sundial's guarantees:
   (a frozen process's execution counts only while it was not frozen);
 - no stale result was accepted: a run's outcome is the attempt with its
   highest fence, and at most one attempt succeeded;
-- every execution left an attempt row, and every execution beyond a run's
-  first is explained by a fault of the process that ran an earlier one
-  (at-least-once delivery allows those, and only those).
+- every execution left an attempt row, and every execution of a run again
+  that is not a retry of a recorded failure (a duplicate) is explained by a
+  fault of the process that ran an earlier one (at-least-once delivery
+  allows those, and only those).
 
 A fence is raised exactly when the attempt number is (each claim raises
 both), so a trace line's attempt names its fence; the check asserts that
@@ -177,7 +178,8 @@ class Report:
     open_runs: list[int] = field(default_factory=list)
     dead_runs: list[int] = field(default_factory=list)
     executions: int = 0
-    duplicate_executions: int = 0
+    duplicate_executions: int = 0  # a run executed again although no failure of it was recorded
+    retries: int = 0  # a run executed again after a recorded failure
     unexplained_duplicates: list[int] = field(default_factory=list)
     orphan_executions: list[int] = field(default_factory=list)  # traced runs the store does not have
     unrecorded_executions: list[tuple[int, int]] = field(default_factory=list)  # (run, attempt) without a row
@@ -231,7 +233,8 @@ class Report:
             f"runs={self.runs_checked} fires={self.fires_covered}/{self.fires_expected}"
             f" lost={len(self.lost_fires)} doubled={len(self.doubled_fires)} open={len(self.open_runs)}"
             f" dead={len(self.dead_runs)} skipped={skipped} executions={self.executions}"
-            f" duplicates={self.duplicate_executions} unexplained={len(self.unexplained_duplicates)}"
+            f" retries={self.retries} duplicates={self.duplicate_executions}"
+            f" unexplained={len(self.unexplained_duplicates)}"
             f" redeliveries={self.redeliveries} ended_but_lost={self.ended_but_lost}"
             f" overlaps={len(self.overlaps)} max_overlap={self.max_overlap:.3f}s"
             f" stale={len(self.stale_results)} {lag}"
@@ -335,12 +338,16 @@ def _check_executions(history: History, report: Report) -> None:
         if execution.end is None and faults.death(execution.pid) is None:
             report.unfinished_executions.append((execution.run_id, execution.attempt))
     for run_id, executions in by_run.items():
-        report.duplicate_executions += len(executions) - 1
+        rows = {a.attempt: a for a in history.attempts.get(run_id, [])}
         for n in range(1, len(executions)):
-            # at-least-once allows a second execution only after a fault took the earlier one's process
+            before = rows.get(executions[n - 1].attempt)
+            if before is not None and before.status == RunStatus.FAILED.value:
+                report.retries += 1  # the retry policy at work, after a failure that was recorded
+                continue
+            report.duplicate_executions += 1
+            # at-least-once allows running again only after a fault took an earlier execution's process
             if not any(earlier.pid in faults.pids for earlier in executions[:n]):
                 report.unexplained_duplicates.append(run_id)
-                break
         first = executions[0]
         run = runs[run_id]
         if first.attempt == 1:

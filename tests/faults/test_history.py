@@ -31,6 +31,15 @@ def good_history(fires: int = 5) -> History:
     return History({"tick": JOB}, runs, attempts, executions, Faults(), until=fire(fires))
 
 
+def second_attempt(history: History, index: int, first: str, second: str = "succeeded") -> Run:
+    """Make run ``index`` a run of two attempts whose rows say ``first`` then ``second``; return it as it was."""
+    run = history.runs[index]
+    history.runs[index] = Run(run.id, "tick", run.scheduled_at, RunStatus.SUCCEEDED, attempt=2, fence=2)
+    history.attempts[run.id] = [Attempt(run.id, 1, 1, "w:1", first, run.scheduled_at),
+                                Attempt(run.id, 2, 2, "w:2", second, run.scheduled_at)]  # fmt: skip
+    return run
+
+
 def problems(history: History) -> str:
     return "\n".join(check(history).problems())
 
@@ -91,10 +100,7 @@ def test_overlapping_executions_are_caught_but_not_a_frozen_process_that_waited(
 
 def test_a_duplicate_execution_is_allowed_only_after_a_fault() -> None:
     history = good_history()
-    run = history.runs[2]
-    history.runs[2] = Run(run.id, "tick", run.scheduled_at, RunStatus.SUCCEEDED, attempt=2, fence=2)
-    history.attempts[run.id] = [Attempt(run.id, 1, 1, "w:1", "lost", run.scheduled_at),
-                                Attempt(run.id, 2, 2, "w:2", "succeeded", run.scheduled_at)]  # fmt: skip
+    run = second_attempt(history, 2, "lost")
     first = history.executions[2]
     assert first.end is not None
     history.executions.insert(3, Execution(run.id, 2, 200, "tick", first.end + 1, first.end + 1.1, "ok"))
@@ -105,15 +111,22 @@ def test_a_duplicate_execution_is_allowed_only_after_a_fault() -> None:
     assert (report.duplicate_executions, report.redeliveries, report.ended_but_lost) == (1, 1, 1)
 
 
+def test_a_retry_after_a_recorded_failure_is_no_duplicate() -> None:
+    history = good_history()
+    run = second_attempt(history, 0, "failed")
+    start = fire(1).timestamp() + 0.5
+    history.executions.insert(1, Execution(run.id, 2, 100, "tick", start, start + 0.1, "ok"))
+    report = check(history)
+    report.assert_ok()
+    assert (report.retries, report.duplicate_executions) == (1, 0)
+
+
 def test_a_stale_result_accepted_is_caught() -> None:
     history = good_history()
-    run = history.runs[0]
-    history.runs[0] = Run(run.id, "tick", run.scheduled_at, RunStatus.SUCCEEDED, attempt=2, fence=2)
+    # the first (paused) attempt's late result was written over the second's: two successes
+    run = second_attempt(history, 0, "succeeded")
     history.faults.froze(100, 0, 0)
     history.executions.append(Execution(run.id, 2, 200, "tick", fire(9).timestamp(), fire(9).timestamp() + 0.1))
-    # the first (paused) attempt's late result was written over the second's: two successes
-    history.attempts[run.id] = [Attempt(run.id, 1, 1, "w:1", "succeeded", run.scheduled_at),
-                                Attempt(run.id, 2, 2, "w:2", "succeeded", run.scheduled_at)]  # fmt: skip
     assert "2 attempts succeeded" in problems(history)
     # only the stale one succeeded, the newer attempt is lost: the outcome is not the last fence's
     history.attempts[run.id][1] = Attempt(run.id, 2, 2, "w:2", "lost", run.scheduled_at)
