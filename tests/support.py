@@ -147,10 +147,12 @@ class Process:
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.label = "-".join(args) or "all"  # names its log file; tests with several alike processes set it
 
     def start(self) -> None:
         self.starts += 1
-        log = (self.tmp / f"process-{'-'.join(self.args) or 'all'}-{self.starts}.log").open("wb")
+        self.log_path = self.tmp / f"process-{self.label}-{self.starts}.log"
+        log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, str(APP), *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )

@@ -24,7 +24,8 @@ from .errors import ConfigError
 
 ENV_PREFIX = "SUNDIAL_"
 # variables that configure the process around Sundial rather than Sundial itself
-_ENV_PASSTHROUGH = ("SUNDIAL_CONFIG", "SUNDIAL_TEST_")
+# (SUNDIAL_FAILPOINTS is read by sundial.failpoints, in fault tests)
+_ENV_PASSTHROUGH = ("SUNDIAL_CONFIG", "SUNDIAL_FAILPOINTS", "SUNDIAL_TEST_")
 _DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 
 

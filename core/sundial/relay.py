@@ -57,16 +57,17 @@ class Relay:
 
     def relay_once(self) -> RelayPass:
         """Publish one batch of due pending runs; mark the confirmed ones queued."""
-        runs = self.store.outbox(self.batch_size, ahead_seconds=self.lookahead_seconds)
-        if not runs:
-            self.backpressure = False
-            self.metrics.relay_pass(0, 0)
-            return RelayPass(0, 0, 0, full=False)
-        failpoint("relay.before_publish")
-        result = self.broker.publish(runs)
-        failpoint("relay.after_publish")
-        confirmed = set(result.confirmed)
-        self.store.mark_queued([run for run in runs if run.id in confirmed], self.store.now())
+        # the batch stays locked while it is published, so the relays of other schedulers skip it
+        with self.store.publishing(self.batch_size, ahead_seconds=self.lookahead_seconds) as (runs, conn):
+            if not runs:
+                self.backpressure = False
+                self.metrics.relay_pass(0, 0)
+                return RelayPass(0, 0, 0, full=False)
+            failpoint("relay.before_publish")
+            result = self.broker.publish(runs)
+            failpoint("relay.after_publish")
+            confirmed = set(result.confirmed)
+            self.store.mark_queued([run for run in runs if run.id in confirmed], self.store.now(), connection=conn)
         self.backpressure = bool(result.rejected)
         self.metrics.relay_pass(len(result.confirmed), len(result.rejected))
         return RelayPass(len(result.confirmed), len(result.rejected), len(result.failed), len(runs) >= self.batch_size)

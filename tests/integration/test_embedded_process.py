@@ -105,7 +105,7 @@ def test_with_process_isolation_kill_9_of_the_worker_leaves_no_handler_running(t
     process.start()
     try:
         [line] = wait_for(lambda: process.lines("start"))
-        child = int(line.split("pid=")[1])
+        child = int(line.split("pid=")[1].split()[0])
         assert process.proc is not None and child != process.proc.pid  # the handler ran in a child of its own
         process.signal(signal.SIGKILL)
         process.wait()

@@ -194,6 +194,23 @@ def test_a_late_confirm_does_not_mark_a_later_incarnation_queued(store: SQLStore
     assert store.mark_queued(store.outbox(10), store.now()) == 1
 
 
+@pytest.mark.postgres
+def test_a_batch_being_published_is_skipped_by_another_relay(postgres_store: SQLStore, clock: FakeClock) -> None:
+    # several schedulers each run a relay: without this, each published every pending run (2.5 copies
+    # a run with three), and their workers spent most of their time turning the copies away
+    store = postgres_store
+    run_id = pending_run(store, Control(store, {"test.noop"}, clock))
+    with store.publishing(10) as (runs, conn):
+        assert [r.id for r in runs] == [run_id]
+        with store.publishing(10) as (others, _):
+            assert others == []  # the other relay's pass finds nothing to publish
+        assert [r.id for r in store.outbox(10)] == [run_id]  # readers are not held up
+        assert store.mark_queued(runs, store.now(), connection=conn) == 1
+    assert store.get_run(run_id).status is RunStatus.QUEUED
+    with store.publishing(10) as (runs, _):
+        assert runs == []
+
+
 def test_a_run_queued_too_long_goes_back_to_the_outbox(store: SQLStore, control: Control) -> None:
     run_id = pending_run(store, control)
     assert store.mark_queued(store.outbox(10), store.now() - timedelta(hours=2)) == 1

@@ -25,6 +25,11 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert settings.plugins == {"letters": {"batch": 50}}
 
 
+def test_failpoints_in_the_environment_are_not_taken_for_an_unknown_setting() -> None:
+    # sundial.failpoints reads them; refusing them would stop every process a fault test starts with one
+    assert load_settings(environ={"SUNDIAL_FAILPOINTS": "relay.before_publish=crash"}) == Settings()
+
+
 def test_config_file_from_the_environment_and_a_sundial_table(tmp_path: Path) -> None:
     config = tmp_path / "s.toml"
     config.write_text('[sundial]\ndatabase_url = "postgresql://127.0.0.1/sundial"\n')

@@ -62,10 +62,22 @@ def set_up_tables(plugin: str, tables: PluginTables, domain: Engine, store: SQLS
         # two processes starting at once may race to create a table: the second one finds it there
         if store.plugin_schema_versions().get(plugin) == tables.version:
             return "current"
-        raise SundialError(f"plugin {plugin!r} tables could not be set up: {e}") from e
+        # ... or finds it a moment before the first records the version: its CREATE failed as the
+        # first one's commit went in, and a second look sees the tables (an upgrade is never repeated)
+        if recorded is not None or not _created_on_second_look(tables, domain):
+            raise SundialError(f"plugin {plugin!r} tables could not be set up: {e}") from e
     store.set_plugin_schema_version(plugin, tables.version)
     log.info("plugin %r tables %s at version %d", plugin, "upgraded" if recorded else "created", tables.version)
     return "upgraded" if recorded is not None else "created"
+
+
+def _created_on_second_look(tables: PluginTables, domain: Engine) -> bool:
+    try:
+        with domain.begin() as conn:
+            tables.metadata.create_all(conn, checkfirst=True)
+    except SQLAlchemyError:
+        return False
+    return True
 
 
 def insert_ignoring(dialect: str, table: Table, key: Sequence[str]) -> Any:

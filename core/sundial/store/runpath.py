@@ -7,8 +7,9 @@ happened, and the next attempt must not do it twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,38 +50,53 @@ class RunPath(StoreBase):
 
     def outbox(self, limit: int, *, ahead_seconds: float = 0.0) -> list[Run]:
         """Pending runs due within ``ahead_seconds``, oldest first: what the relay publishes next."""
-        due = self.now() + timedelta(seconds=ahead_seconds)
         with self._read() as conn:
-            # the limit first, along the status index; then each run's handler (for the message's
-            # headers): joined before the limit, the join would walk every due run
-            due_runs = (
-                select(*_OUTBOX_COLUMNS)
-                .where(
-                    t.runs.c.status == RunStatus.PENDING.value,
-                    t.runs.c.available_at <= due,
-                    dispatch_allowed(t.runs.c.queue),
-                )
-                .order_by(t.runs.c.available_at)
-                .limit(limit)
-                .subquery()
-            )
-            rows = conn.execute(
-                select(due_runs, t.jobs.c.handler)
-                .join(t.jobs, t.jobs.c.id == due_runs.c.job_id)
-                .order_by(due_runs.c.available_at)
-            ).mappings()
-            return [run_from_row(r) for r in rows]
+            return self._outbox(conn, limit, ahead_seconds, lock=False)
 
-    def mark_queued(self, runs: Sequence[Run], now: datetime) -> int:
+    @contextlib.contextmanager
+    def publishing(self, limit: int, *, ahead_seconds: float = 0.0) -> Iterator[tuple[list[Run], Connection]]:
+        """``outbox``'s runs, locked until the block ends, and the transaction holding them.
+
+        Another relay skips locked runs (``FOR UPDATE SKIP LOCKED``) rather than
+        publishing them a second time; pass the connection to ``mark_queued``.
+        Only the runs' rows are locked: the jobs' rows stay free for the schedulers.
+        """
+        with self._write() as conn:
+            yield self._outbox(conn, limit, ahead_seconds, lock=True), conn
+
+    def _outbox(self, conn: Connection, limit: int, ahead_seconds: float, *, lock: bool) -> list[Run]:
+        due = self.now() + timedelta(seconds=ahead_seconds)
+        # the limit first, along the status index; then each run's handler (for the message's
+        # headers): joined before the limit, the join would walk every due run
+        due_runs = (
+            select(*_OUTBOX_COLUMNS)
+            .where(
+                t.runs.c.status == RunStatus.PENDING.value,
+                t.runs.c.available_at <= due,
+                dispatch_allowed(t.runs.c.queue),
+            )
+            .order_by(t.runs.c.available_at)
+            .limit(limit)
+        )
+        if lock:
+            due_runs = due_runs.with_for_update(skip_locked=True)
+        batch = due_runs.subquery()
+        rows = conn.execute(
+            select(batch, t.jobs.c.handler).join(t.jobs, t.jobs.c.id == batch.c.job_id).order_by(batch.c.available_at)
+        ).mappings()
+        return [run_from_row(r) for r in rows]
+
+    def mark_queued(self, runs: Sequence[Run], now: datetime, *, connection: Connection | None = None) -> int:
         """Record that the broker confirmed these runs; return how many were marked queued.
 
         Only a run still pending with the fence it was published with is
         marked: a confirm that arrives late must not mark a later incarnation
-        of the run (claimed since, or dead and replayed) as queued.
+        of the run (claimed since, or dead and replayed) as queued. With
+        ``connection`` (from ``publishing``) it is part of that transaction.
         """
         if not runs:
             return 0
-        with self._write() as conn:
+        with contextlib.nullcontext(connection) if connection is not None else self._write() as conn:
             return conn.execute(
                 update(t.runs)
                 .where(
