@@ -451,10 +451,12 @@ class Worker:
             if wait > self.lookahead + _HOLD_SECONDS:
                 # back from a retry tier before its time: round again for what is left, no attempt used
                 self.broker.retry(delivery, run, wait, run.error)
-            elif wait > 0:
+            elif waiting:
                 # due soon (published ahead, or its job still busy): held here and claimed when it is
-                # due within the lookahead, or, if that time has come, when it is due
-                hold = wait - self.lookahead if wait > self.lookahead else wait
+                # due within the lookahead, or, if that time has come, when it is due. A run that
+                # became due since the claim turned it away is claimed again at once: only a
+                # final or running run's delivery is a duplicate to settle
+                hold = wait - self.lookahead if wait > self.lookahead else max(wait, 0.0)
                 heapq.heappush(self._held, (time.monotonic() + hold, next(self._order), delivery))
             else:
                 self.broker.settle(delivery)  # finished, or running under a live lease: a duplicate

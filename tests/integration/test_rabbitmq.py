@@ -18,6 +18,7 @@ from sundial.config import Settings
 from sundial.engine import Engine
 from sundial.plugins.manager import load_plugins
 from sundial.run import RunStatus
+from sundial.store.rows import NewRun
 from sundial.store.sqlalchemy import SQLStore
 from support import Handlers, samples, wait_for
 
@@ -197,6 +198,37 @@ def test_runs_are_dispatched_ahead_and_start_on_time_never_early(make_engine: En
     lags = sorted((r.started_at - at).total_seconds() for r in runs)
     assert lags[0] >= 0, lags  # never before the fire time
     assert lags[-1] < 0.5, lags  # and on time (the benchmark measures how close)
+
+
+def test_a_run_that_falls_due_while_its_early_delivery_is_turned_away_is_kept(
+    make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a run published ahead, whose job is busy, is turned away by the claim; if it falls due before
+    # the worker looks at it again, its delivery must be claimed again, not acknowledged as a
+    # duplicate: that would leave the run queued with no message to carry it (seen under load)
+    engine = make_engine(Handlers(), roles=("worker",), lookahead_seconds=2.0)
+    store = engine.store
+    job = engine.control.add_job({"id": "busy", "name": "busy", "handler": "t.record", "type": "date",
+                                  "run_at": "2099-01-01T00:00:00Z"})  # fmt: skip
+    now = store.now()
+    store.add_runs(job, [NewRun(scheduled_at=now - timedelta(seconds=1), available_at=now - timedelta(seconds=1))])
+    holder = store.claim("elsewhere:1", 60, statuses=(RunStatus.PENDING,))  # the job is busy on another worker
+    assert holder is not None
+    due = now + timedelta(seconds=0.3)
+    store.add_runs(job, [NewRun(scheduled_at=due, available_at=due)])
+    real_get_runs = store.get_runs
+
+    def get_runs_late(run_ids: Any) -> Any:
+        time.sleep(0.5)  # the worker is slow to look again: by then the run is due
+        return real_get_runs(run_ids)
+
+    monkeypatch.setattr(store, "get_runs", get_runs_late)
+    [early] = store.outbox(10, ahead_seconds=5)
+    assert engine.broker.publish([early]).confirmed == [early.id]
+    store.mark_queued([early], store.now())
+    # the job is still busy when the run is due: it is recorded as skipped, not left queued
+    run = wait_for(lambda: (r := store.get_run(early.id)).status is not RunStatus.QUEUED and r, timeout=10)
+    assert (run.status, run.reason) == (RunStatus.SKIPPED, "busy")
 
 
 def test_connections_the_broker_closes_are_reopened_and_no_run_is_lost_or_doubled(
