@@ -173,6 +173,23 @@ def test_the_database_clock_is_used(store: SQLStore) -> None:
     assert drift < 5  # same machine: the database and local clocks agree closely
 
 
+@pytest.mark.postgres
+def test_a_stalled_clock_reading_does_not_set_the_clock_behind(
+    postgres_store: SQLStore
+) -> None:
+    # the first reading's answer is read 0.5 s late (the process was busy elsewhere): kept, it would
+    # put the store's clock 0.5 s behind for the next 10 s, and workers would start handlers that late
+    calls = 0
+
+    def stalled_once() -> float:
+        nonlocal calls
+        calls += 1
+        return time.time() + (0.5 if calls == 2 else 0.0)
+
+    offset = postgres_store._read_clock_offset(wall=stalled_once)
+    assert abs(offset) < 0.05, offset  # one machine: the database's clock is the local one
+
+
 def test_a_retry_longer_than_the_broker_holds_waits_in_the_outbox(store: SQLStore, control: Control) -> None:
     run_id = pending_run(store, control)
     held = claim(store)
