@@ -47,7 +47,9 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     max_payload_bytes: int = 65536
     prefetch: int = 4
-    lookahead_seconds: float = 1.0
+    # not a whole number: creating and publishing happen between the whole seconds schedules fire
+    # on, rather than at the instant the runs created a second earlier start their handlers
+    lookahead_seconds: float = 1.5
     queue_max_length: int = 100_000
     requeue_queued_after_seconds: float = 1800.0
     plugins_disabled: tuple[str, ...] = ()
