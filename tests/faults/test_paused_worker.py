@@ -41,7 +41,7 @@ def test_a_worker_paused_past_its_lease_has_its_late_result_rejected(
         wait_for(lambda: cluster.store.list_runs(job_id="slow", statuses=[RunStatus.SUCCEEDED]), timeout=30)
         taken_over = time.time() - stopped
         assert not [e for e in cluster.history().executions if e.pid == paused.proc.pid and e.end]  # type: ignore[union-attr]
-    resumed = time.time()
+        resumed = time.time()  # read before the block sends SIGCONT: the resumed process may write at once
     # resumed, the paused worker's handler returns and it tries to record attempt 1: the fence refuses it
     wait_for(lambda: "result of attempt 1 rejected" in cluster.log(paused), timeout=30)
     cluster.drain()
