@@ -65,11 +65,12 @@ def test_runs_lag_dead_letters_and_last_success_are_exported(make_engine: Engine
     engine.control.add_job(now_job("stuck", "t.hang", timeout_seconds=0.3, retry_policy={"max_retries": 0}))
     done = (RunStatus.SUCCEEDED, RunStatus.DEAD)
     wait_for(lambda: len(engine.store.list_runs(statuses=list(done))) == 3)
-    page = wait_for(lambda: (p := scrape(engine)) and value(p, "sundial_run_timeouts_total") and p)
+    # a worker counts an attempt just after committing its outcome: wait until all three are counted
+    counted = lambda p: value(p, "sundial_fire_lag_seconds_count", queue="default") == 3  # noqa: E731
+    page = wait_for(lambda: (p := scrape(engine)) and counted(p) and value(p, "sundial_run_timeouts_total") and p)
     assert value(page, "sundial_job_runs_total", job="ok", outcome="succeeded") == 1
     assert value(page, "sundial_job_runs_total", job="doomed", outcome="dead") == 1
     assert value(page, "sundial_run_timeouts_total", handler="t.hang") == 1
-    assert value(page, "sundial_fire_lag_seconds_count", queue="default") == 3
     assert value(page, "sundial_run_duration_seconds_count", handler="t.record") == 1
     assert value(page, "sundial_dead_letters", queue="default") == 2
     assert value(page, "sundial_schedulers_alive") == 1
