@@ -172,7 +172,8 @@ def sundial(runs: int, lag_seconds: int, concurrency: int) -> dict[str, float]:
                 # started_at), and where a late one lost its time: created, published, claimed
                 steady = conn.execute(
                     text(
-                        "SELECT EXTRACT(EPOCH FROM started_at - scheduled_at), EXTRACT(EPOCH FROM created_at - scheduled_at),"
+                        "SELECT EXTRACT(EPOCH FROM started_at - scheduled_at),"
+                        " EXTRACT(EPOCH FROM created_at - scheduled_at),"
                         " EXTRACT(EPOCH FROM queued_at - scheduled_at), EXTRACT(EPOCH FROM scheduled_at)"
                         " FROM sundial_runs WHERE finished_at IS NOT NULL AND job_id LIKE 'steady-%'"
                     )

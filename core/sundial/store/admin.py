@@ -28,7 +28,7 @@ from ..job import Job
 from ..run import OPEN_STATUSES, Run, RunStatus
 from . import tables as t
 from .base import StoreBase
-from .rows import job_from_row, run_from_row
+from .rows import JOBS_SHOWN, job_from_row, run_from_row
 
 #: the scope of a pause that stops every queue
 EVERY_QUEUE = "*"
@@ -159,10 +159,8 @@ class AdminQueries(StoreBase):
         limit: int = 100,
     ) -> list[Job]:
         """Jobs by id after ``after_id``; ``plugin`` matches its handlers' jobs and the defaults it declared."""
-        from .sqlalchemy import _JOBS_SHOWN  # the job columns with when each last ran
-
         c = t.jobs.c
-        query = _JOBS_SHOWN.order_by(c.id).limit(limit)
+        query = JOBS_SHOWN.order_by(c.id).limit(limit)
         if plugin:
             query = query.where(or_(c.handler.startswith(plugin + ".", autoescape=True), c.origin == plugin))
         if state:

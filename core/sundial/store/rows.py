@@ -7,9 +7,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from ..job import Job, RetryPolicy
 from ..run import Run, RunStatus
 from ..triggers import TriggerSpec
+from . import tables as t
+
+# when a job last ran is read off its newest started run, not kept on the job row:
+# workers then never write job rows, which the scheduler locks and updates
+_LAST_EXECUTED = (
+    select(t.runs.c.started_at)
+    .where(t.runs.c.job_id == t.jobs.c.id, t.runs.c.started_at.is_not(None))
+    .order_by(t.runs.c.scheduled_at.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("last_executed_at")
+)
+#: the job columns with when each last ran: what reading a job returns (see ``job_from_row``)
+JOBS_SHOWN = select(t.jobs, _LAST_EXECUTED)
 
 _JOB_TRIGGER_COLUMNS = (
     "type", "cron_expression", "interval_seconds", "run_at",

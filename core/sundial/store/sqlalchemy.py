@@ -32,23 +32,12 @@ from ..job import Job
 from ..run import Attempt, Run, RunLog, RunStatus, SkipReason
 from . import tables as t
 from .admin import AdminQueries, dispatch_allowed
-from .rows import FirePlan, NewRun, job_from_row, job_row, new_run_row, run_from_row
+from .rows import JOBS_SHOWN, FirePlan, NewRun, job_from_row, job_row, new_run_row, run_from_row
 from .runpath import RunPath
 
 # columns the scheduler keeps; an operator's edit leaves them alone
 _SCHEDULER_OWNED = ("next_run_at", "parked_reason")
 
-# when a job last ran is read off its newest started run, not kept on the job row:
-# workers then never write job rows, which the scheduler locks and updates
-_last_executed = (
-    select(t.runs.c.started_at)
-    .where(t.runs.c.job_id == t.jobs.c.id, t.runs.c.started_at.is_not(None))
-    .order_by(t.runs.c.scheduled_at.desc())
-    .limit(1)
-    .scalar_subquery()
-    .label("last_executed_at")
-)
-_JOBS_SHOWN = select(t.jobs, _last_executed)
 
 _ADVANCE_JOBS = text(
     "UPDATE sundial_jobs AS j SET next_run_at = v.next_run_at, parked_reason = v.parked_reason,"
@@ -78,7 +67,7 @@ class SQLStore(AdminQueries, RunPath):
     def get_job(self, job_id: str) -> Job:
         """The job with ``job_id``; ``NotFound`` when there is none."""
         with self._read() as conn:
-            row = conn.execute(_JOBS_SHOWN.where(t.jobs.c.id == job_id)).mappings().first()
+            row = conn.execute(JOBS_SHOWN.where(t.jobs.c.id == job_id)).mappings().first()
         if row is None:
             raise NotFound(f"no job with id {job_id!r}")
         return job_from_row(row)
@@ -87,7 +76,7 @@ class SQLStore(AdminQueries, RunPath):
         self, *, handler: str | None = None, parked: bool | None = None, limit: int = 1000, after_id: str | None = None
     ) -> list[Job]:
         """Jobs ordered by id, a page at a time (``after_id`` is the last id of the previous page)."""
-        query = _JOBS_SHOWN.order_by(t.jobs.c.id).limit(limit)
+        query = JOBS_SHOWN.order_by(t.jobs.c.id).limit(limit)
         if parked is not None:
             query = query.where(t.jobs.c.parked_reason.is_not(None) if parked else t.jobs.c.parked_reason.is_(None))
         if handler is not None:
