@@ -225,7 +225,7 @@ def status(ctx: _Context, as_json: bool) -> None:
         **queue_report(engine),
         **({"redis": "ok" if engine.locks.ping() else f"unreachable: {engine.locks.problem}"} if engine.locks else {}),
         "parked_jobs": {job.id: job.parked_reason for job in engine.store.list_jobs(parked=True)},
-        "dead_letters": len(engine.dead_letters.runs(limit=100_000)),
+        "dead_letters": engine.store.dead_count(),
         "plugin_failures": {f.name: f.error for f in engine.plugins.failures},
         "plugins": engine.plugins.status(),
         "handlers": engine.registry.names(),

@@ -47,6 +47,16 @@ def dispatch_allowed(queue: Any) -> ColumnElement[bool]:
     return and_(~exists().where(t.pauses.c.scope == EVERY_QUEUE), queue.not_in(select(t.pauses.c.scope)))
 
 
+# a purged dead run keeps its history but leaves the dead-letter list
+PURGED = "purged"
+
+
+def on_dead_letter_list() -> ColumnElement[bool]:
+    """SQL: the run is dead and not purged, that is on the dead-letter list."""
+    c = t.runs.c
+    return and_(c.status == RunStatus.DEAD.value, or_(c.reason.is_(None), c.reason != PURGED))
+
+
 @dataclass(frozen=True)
 class Pause:
     """An operator's pause: of one queue, or of every queue (``queue`` None)."""
@@ -323,9 +333,5 @@ class AdminQueries(StoreBase):
         """Dead runs on the dead-letter list, by queue."""
         c = t.runs.c
         with self._read() as conn:
-            rows = conn.execute(
-                select(c.queue, func.count())
-                .where(c.status == RunStatus.DEAD.value, or_(c.reason.is_(None), c.reason != "purged"))
-                .group_by(c.queue)
-            )
+            rows = conn.execute(select(c.queue, func.count()).where(on_dead_letter_list()).group_by(c.queue))
             return {queue: int(n) for queue, n in rows}

@@ -20,7 +20,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     text,
     tuple_,
@@ -31,7 +30,7 @@ from ..abc import Claim
 from ..job import Job
 from ..run import Run, RunStatus
 from . import tables as t
-from .admin import dispatch_allowed
+from .admin import PURGED, dispatch_allowed, on_dead_letter_list
 from .base import StoreBase
 from .rows import Outcome, job_from_row, run_from_row
 
@@ -434,11 +433,10 @@ class RunPath(StoreBase):
 
     def dead_runs(self, *, job_id: str | None = None, limit: int = 1000, include_purged: bool = False) -> list[Run]:
         """Dead runs, newest first; purged ones only when asked."""
-        query = select(t.runs).where(t.runs.c.status == RunStatus.DEAD.value)
+        dead = t.runs.c.status == RunStatus.DEAD.value if include_purged else on_dead_letter_list()
+        query = select(t.runs).where(dead)
         if job_id is not None:
             query = query.where(t.runs.c.job_id == job_id)
-        if not include_purged:
-            query = query.where(or_(t.runs.c.reason.is_(None), t.runs.c.reason != "purged"))
         with self._read() as conn:
             rows = conn.execute(query.order_by(t.runs.c.finished_at.desc()).limit(limit)).mappings()
             return [run_from_row(r) for r in rows]
@@ -452,7 +450,7 @@ class RunPath(StoreBase):
             return conn.execute(
                 update(t.runs)
                 .where(t.runs.c.id.in_(list(run_ids)), t.runs.c.status == RunStatus.DEAD.value)
-                .values(reason="purged", updated_at=now)
+                .values(reason=PURGED, updated_at=now)
             ).rowcount
 
     def expire_leases(self, *, max_lost: int = 3) -> list[int]:
