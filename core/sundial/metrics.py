@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .scheduler import HEARTBEAT_SECONDS
+from .scheduler import ALIVE_SECONDS
 
 if TYPE_CHECKING:
     from .locks.redis import RedisLocks
@@ -96,11 +96,17 @@ class Metrics:
         self.backpressure.set(1 if refused else 0)
 
     def watch_redis(self, locks: RedisLocks) -> None:
-        """Export whether Redis answered this process's last lock call."""
+        """Export whether Redis answers, asked at each scrape as ``server.py status`` asks it.
+
+        A process whose jobs never take a lock would otherwise show the
+        answer of its last call, however old. Within ``retry_after_seconds``
+        of a failure Redis is not asked again, so a scrape costs at most one
+        short timeout.
+        """
         up = Gauge(
             "sundial_redis_up", "1 while Redis answers (0: the store alone decides overlaps)", registry=self.registry
         )
-        up.set_function(lambda: 1.0 if locks.up else 0.0)
+        up.set_function(lambda: 1.0 if locks.ping() else 0.0)
 
     def watch_store(self, store: SQLStore) -> None:
         """Export what ``store`` holds, read at each scrape (for processes that run the scheduler)."""
@@ -149,7 +155,7 @@ class StoreCollector(Collector):
                 now = self.store.now()
                 depths = self.store.queue_depths()
                 dead_letters = self.store.dead_by_queue()
-                schedulers = len(self.store.schedulers(now - timedelta(seconds=3 * HEARTBEAT_SECONDS)))
+                schedulers = len(self.store.schedulers(now - timedelta(seconds=ALIVE_SECONDS)))
                 lag = self.store.outbox_lag()
                 since = self._read_up_to - _SUCCESS_OVERLAP if self._read_up_to else None
                 for job, at in self.store.last_successes(since).items():

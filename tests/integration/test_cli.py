@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from sundial.cli import main
+from sundial.locks.redis import RedisLocks
+from sundial.metrics import Metrics
 from sundial.run import RunStatus
 from sundial.store.rows import Outcome
 from sundial.store.sqlalchemy import SQLStore
+from support import RedisServer, samples
 
 
 @pytest.fixture
@@ -100,3 +104,24 @@ def test_jobs_list_shows_a_default_jobs_origin_and_the_fields_an_operator_edited
     run(cli, "jobs", "pause", "sundial.prune_run_history")
     [job] = [j for j in json.loads(run(cli, "jobs", "list", "--json")) if j["id"] == "sundial.prune_run_history"]
     assert (job["origin"], job["edited"], job["state"]) == ("builtin", "paused", "paused")
+
+
+def test_status_and_the_metric_say_when_redis_is_away_and_when_it_is_back(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, private_redis: RedisServer
+) -> None:
+    monkeypatch.setenv("SUNDIAL_REDIS_URL", private_redis.url)
+    assert json.loads(run(cli, "status", "--json"))["redis"] == "ok"
+    locks = RedisLocks(private_redis.url, "t:", retry_after_seconds=0.2)
+    metrics = Metrics()
+    metrics.watch_redis(locks)
+    try:
+        assert samples(metrics, "sundial_redis_up") == [({}, 1.0)]
+        private_redis.stop()
+        assert json.loads(run(cli, "status", "--json"))["redis"].startswith("unreachable: ")
+        assert samples(metrics, "sundial_redis_up") == [({}, 0.0)]  # no lock call needed to see it
+        private_redis.start()
+        time.sleep(0.3)  # past the pause after a failure
+        assert samples(metrics, "sundial_redis_up") == [({}, 1.0)]
+        assert json.loads(run(cli, "status", "--json"))["redis"] == "ok"
+    finally:
+        locks.close()
