@@ -161,7 +161,7 @@ class HandlerPool:
                 if running.recording:
                     continue  # timed out before a thread was free to start it
                 if self.isolation == "process" and (child is None or child.dead):
-                    child = HandlerProcess(self.registry, self.store, self._after_fork)
+                    child = HandlerProcess(self.registry, self.store)
                 running.thread, running.process = threading.current_thread(), child
                 running.started_at = self.store.now()
                 running.started = time.monotonic()
@@ -194,10 +194,3 @@ class HandlerPool:
             return False, f"the handler's process {child.exit_status()}"
         ctx.logger.extend(lines)
         return ok, error
-
-    def _after_fork(self) -> None:
-        """In a handler process: leave the worker's database connections to the worker, open our own."""
-        self.store.engine.dispose(close=False)
-        services = self.registry.services
-        if services is not None and services.domain is not self.store.engine:
-            services.domain.dispose(close=False)

@@ -10,9 +10,11 @@ thread, never a worker slot.
 With ``handler_isolation = "process"`` each handler thread drives a child
 process forked from the worker, and a handler that overruns its timeout is
 stopped for real, whatever it is doing: its child is killed (``SIGKILL``)
-and a fresh one forked for the next run. The child inherits the worker's
-plugins and handlers, opens database connections of its own, sends back
-the outcome and the lines the handler logged, and dies with its worker.
+and a fresh one forked for the next run. It is forked when no thread is
+inside a SQLite transaction (``store.forkgate`` says why). The child
+inherits the worker's plugins and handlers, opens database connections of
+its own, sends back the outcome and the lines the handler logged, and dies
+with its worker.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ import multiprocessing
 import os
 import signal
 import traceback
-from collections.abc import Callable
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .handlers import HandlerInfo, HandlerRegistry, RunContext, RunLogger
 from .job import Job
+from .store.forkgate import FORK_GATE
 from .store.sqlalchemy import SQLStore
 
 MAX_ERROR_CHARS = 2000
@@ -60,9 +62,9 @@ def call_handler(info: HandlerInfo, ctx: RunContext) -> tuple[bool, str | None]:
 class HandlerProcess:
     """A child process forked from the worker that runs handlers one at a time."""
 
-    def __init__(self, registry: HandlerRegistry, store: SQLStore, after_fork: Callable[[], None]) -> None:
+    def __init__(self, registry: HandlerRegistry, store: SQLStore) -> None:
         ours, theirs = multiprocessing.Pipe()
-        pid = os.fork()
+        pid = FORK_GATE.fork()
         if pid == 0:  # the child: serve until told to stop, then leave without running the parent's exit code
             code = 0
             try:
@@ -71,7 +73,7 @@ class HandlerProcess:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 _die_with_parent()
-                after_fork()
+                _open_own_connections(registry, store)
                 _serve(theirs, registry, store)
             except BaseException:
                 code = 1
@@ -120,6 +122,14 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the worker died before the request took effect
         os._exit(1)
+
+
+def _open_own_connections(registry: HandlerRegistry, store: SQLStore) -> None:
+    """Leave the worker's database connections to the worker: the child's pools start empty."""
+    store.engine.dispose(close=False)
+    services = registry.services
+    if services is not None and services.domain is not store.engine:
+        services.domain.dispose(close=False)
 
 
 def _serve(conn: Connection, registry: HandlerRegistry, store: SQLStore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pytest
 from sundial.config import Settings
 from sundial.engine import Engine
 from sundial.handlers import HandlerRegistry, RunContext
+from sundial.isolation import HandlerProcess
 from sundial.plugins import hookimpl
 from sundial.plugins.manager import load_plugins
 from sundial.run import Run, RunStatus
@@ -174,3 +176,36 @@ def test_a_handler_whose_lease_was_lost_is_stopped_and_its_result_rejected(
         evidence = tmp_path / f"long-{run.id}"
         assert wait_for(lambda: evidence.exists() and evidence.read_text(), timeout=5) == "HandlerTimeout"
     assert engine.store.get_run(run.id).fence == 2  # and its late result, had it come, would not match
+
+
+def test_a_handler_process_forked_while_another_thread_writes_to_sqlite_can_write(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    """SQLite's in-memory lock table is inherited: a fork amid a transaction left the child unable to write."""
+    engine = make_engine("process")
+    engine.control.add_job({"id": "later", "name": "later", "handler": "iso.work", "type": "date",
+                            "run_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()})  # fmt: skip
+    job = engine.store.get_job("later")
+    assert job is not None
+    inside = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with engine.store.engine.begin():  # BEGIN IMMEDIATE: the write lock, until the block ends
+            inside.set()
+            time.sleep(0.3)
+
+    writer = threading.Thread(target=hold_the_write_lock)
+    writer.start()
+    inside.wait(5)
+    child = HandlerProcess(engine.registry, engine.store)  # forks while the writer holds the lock
+    outcome: list[tuple[bool, str | None, Any]] = []
+    caller = threading.Thread(target=lambda: outcome.append(child.run(7, job, {}, datetime.now(UTC), 1)), daemon=True)
+    caller.start()
+    caller.join(10)
+    writer.join()
+    if not outcome:
+        child.kill()
+    child.close()
+    assert outcome, "the child's write waited on a lock nobody holds"
+    assert outcome[0][:2] == (True, None)
+    assert (tmp_path / "cooldown-7").read_text() == "True"

@@ -174,9 +174,7 @@ def test_the_database_clock_is_used(store: SQLStore) -> None:
 
 
 @pytest.mark.postgres
-def test_a_stalled_clock_reading_does_not_set_the_clock_behind(
-    postgres_store: SQLStore
-) -> None:
+def test_a_stalled_clock_reading_does_not_set_the_clock_behind(postgres_store: SQLStore) -> None:
     # the first reading's answer is read 0.5 s late (the process was busy elsewhere): kept, it would
     # put the store's clock 0.5 s behind for the next 10 s, and workers would start handlers that late
     calls = 0

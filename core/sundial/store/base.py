@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from ..errors import StoreError
+from .forkgate import FORK_GATE
 
 
 def now_utc() -> datetime:
@@ -122,6 +123,7 @@ class StoreBase:
 def _make_engine(url: str, *, echo: bool, pool_size: int) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, poolclass=NullPool if ":memory:" in url else None)
+        FORK_GATE.track(engine)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
