@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,13 +40,31 @@ from .runpath import RunPath
 _SCHEDULER_OWNED = ("next_run_at", "parked_reason")
 
 
+# A pass's rows go to PostgreSQL as one JSON document, unpacked by json_to_recordset: one
+# statement for the batch, not one per row, and encoded by the json module in C, where a
+# column of arrays costs psycopg a Python escape per element
 _ADVANCE_JOBS = text(
     "UPDATE sundial_jobs AS j SET next_run_at = v.next_run_at, parked_reason = v.parked_reason,"
     " active = v.active, updated_at = :now"
-    " FROM unnest(CAST(:ids AS varchar[]), CAST(:versions AS integer[]), CAST(:nexts AS timestamptz[]),"
-    " CAST(:parked AS text[]), CAST(:active AS boolean[])) AS v(id, version, next_run_at, parked_reason, active)"
+    " FROM json_to_recordset(CAST(:rows AS json))"
+    " AS v(id varchar, version integer, next_run_at timestamptz, parked_reason text, active boolean)"
     " WHERE j.id = v.id AND j.version = v.version"
 ).bindparams(bindparam("now", type_=t.UTCDateTime()))
+_RUN_COLUMNS = {
+    "job_id": "varchar", "scheduled_at": "timestamptz", "last_fire_at": "timestamptz", "fire_count": "integer",
+    "status": "varchar", "reason": "text", "payload": "jsonb", "queue": "varchar", "priority": "integer",
+    "available_at": "timestamptz", "finished_at": "timestamptz",
+}  # fmt: skip
+_INSERT_RUNS = text(
+    f"INSERT INTO sundial_runs ({', '.join(_RUN_COLUMNS)}, attempt, failures, lost, fence, created_at, updated_at)"
+    " SELECT v.*, 0, 0, 0, 0, :now, :now FROM json_to_recordset(CAST(:rows AS json))"
+    f" AS v({', '.join(f'{name} {kind}' for name, kind in _RUN_COLUMNS.items())})"
+    " ON CONFLICT (job_id, scheduled_at) DO NOTHING"
+).bindparams(bindparam("now", type_=t.UTCDateTime()))
+
+
+def _json_rows(rows: Sequence[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=datetime.isoformat)
 
 
 class SQLStore(AdminQueries, RunPath):
@@ -196,39 +215,39 @@ class SQLStore(AdminQueries, RunPath):
             decided = [(job, planner(job)) for job in jobs]
             run_rows = [new_run_row(job, new, now) for job, plan in decided for new in plan.runs]
             if run_rows:
-                conn.execute(self._insert_ignoring(t.runs, ("job_id", "scheduled_at")), run_rows)
+                self._insert_runs(conn, run_rows, now)
             self._advance(conn, decided, now)
         return decided
+
+    def _insert_runs(self, conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+        """Insert new runs, skipping any whose (job, fire time) exists already."""
+        if self.dialect != "postgresql":
+            conn.execute(self._insert_ignoring(t.runs, ("job_id", "scheduled_at")), rows)
+            return
+        rows = [{name: row[name] for name in _RUN_COLUMNS} for row in rows]
+        conn.execute(_INSERT_RUNS, {"rows": _json_rows(rows), "now": now})
 
     def _advance(self, conn: Connection, decided: Sequence[tuple[Job, FirePlan]], now: datetime) -> None:
         """Store each job's next fire time (and parking) as its plan decided."""
         rows = [
-            (job.id, job.version, plan.next_run_at, plan.parked_reason,
-             job.enabled and not job.paused and plan.parked_reason is None)
+            {"id": job.id, "version": job.version, "next_run_at": plan.next_run_at, "parked_reason": plan.parked_reason,
+             "active": job.enabled and not job.paused and plan.parked_reason is None}
             for job, plan in decided
         ]  # fmt: skip
         if self.dialect == "postgresql":
-            # one statement for the whole batch, not one UPDATE per job
-            ids, versions, nexts, parked, active = (list(column) for column in zip(*rows))
-            conn.execute(
-                _ADVANCE_JOBS, {"ids": ids, "versions": versions, "nexts": nexts, "parked": parked,
-                                "active": active, "now": now},
-            )  # fmt: skip
+            conn.execute(_ADVANCE_JOBS, {"rows": _json_rows(rows), "now": now})
             return
         conn.execute(
             update(t.jobs)
             .where(t.jobs.c.id == bindparam("b_id"), t.jobs.c.version == bindparam("b_version"))
             .values(
-                next_run_at=bindparam("b_next"),
-                parked_reason=bindparam("b_parked"),
+                next_run_at=bindparam("b_next_run_at"),
+                parked_reason=bindparam("b_parked_reason"),
                 active=bindparam("b_active"),
                 updated_at=now,
             ),
-            [
-                {"b_id": i, "b_version": v, "b_next": n, "b_parked": p, "b_active": a}
-                for i, v, n, p, a in rows
-            ],
-        )  # fmt: skip
+            [{f"b_{k}": v for k, v in row.items()} for row in rows],
+        )
 
     def emit(self, event: str, payload: dict[str, Any], event_id: str, now: datetime) -> list[Run]:
         """Create one run per active job listening to ``event``; a repeated ``event_id`` creates none."""
