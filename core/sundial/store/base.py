@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
+    any_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -113,6 +116,13 @@ class StoreBase:
             raise StoreError(f"job store read failed: {_reason(e)}") from e
 
     # -- helpers -------------------------------------------------------------
+
+    def _among(self, column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+        """``column IN values``; on PostgreSQL ``column = ANY(:array)``, one statement text for any number of
+        values, which SQLAlchemy renders and the server prepares once rather than at every batch size."""
+        if self.dialect != "postgresql":
+            return column.in_(list(values))
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
 
     def _insert_ignoring(self, table: Any, key: Sequence[str]) -> Any:
         """INSERT that skips rows whose ``key`` exists already (ON CONFLICT DO NOTHING)."""

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
+    Integer,
     bindparam,
     func,
     insert,
@@ -25,10 +27,12 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from ..abc import Claim
 from ..job import Job
 from ..run import Run, RunStatus
+from . import bulk
 from . import tables as t
 from .admin import PURGED, dispatch_allowed, on_dead_letter_list
 from .base import StoreBase
@@ -40,6 +44,19 @@ _OUTBOX_COLUMNS = [
     for name in ("id", "job_id", "scheduled_at", "status", "queue", "priority", "attempt", "failures", "fence",
                  "available_at", "error")
 ]  # fmt: skip
+# what an ended attempt writes (see ``bulk`` for the PostgreSQL statements)
+_FINISHED_COLUMNS = (
+    "status", "error", "duration_seconds", "available_at", "finished_at", "failures", "started_at",
+)  # fmt: skip
+_FINISH_RUNS = bulk.update_rows(
+    t.runs, ("id",), _FINISHED_COLUMNS,
+    constants={"lease_owner": "NULL", "lease_expires_at": "NULL", "updated_at": ":now"},
+)  # fmt: skip
+_INSERT_ATTEMPTS = bulk.insert_rows(
+    t.run_attempts,
+    ("run_id", "attempt", "fence", "worker", "status", "error", "started_at", "finished_at", "duration_seconds"),
+)
+_INSERT_LOGS = bulk.insert_rows(t.run_logs, ("run_id", "attempt", "at", "level", "message"))
 # the advisory-lock namespace of job claims (PostgreSQL): keeps clear of other users' advisory locks
 _JOB_LOCK_SPACE = 0x5D1A
 
@@ -99,7 +116,7 @@ class RunPath(StoreBase):
             return conn.execute(
                 update(t.runs)
                 .where(
-                    *_fenced([(run.id, run.fence) for run in runs]),
+                    *self._fenced([(run.id, run.fence) for run in runs]),
                     t.runs.c.status == RunStatus.PENDING.value,
                 )
                 .values(status=RunStatus.QUEUED.value, queued_at=now, updated_at=now)
@@ -154,7 +171,7 @@ class RunPath(StoreBase):
             # named runs wait for their locks (the relay may be marking them queued); they
             # are found by primary key alone and sorted out here, so no plan can trade
             # that lookup for a walk of every due run
-            query = select(t.runs).where(t.runs.c.id.in_(list(run_ids))).order_by(t.runs.c.id).with_for_update()
+            query = select(t.runs).where(self._among(t.runs.c.id, run_ids)).order_by(t.runs.c.id).with_for_update()
         else:
             # picking the next runs skips locked ones: another worker is taking them
             query = (
@@ -179,15 +196,13 @@ class RunPath(StoreBase):
                 return []
             job_ids = sorted({run.job_id for run in runs})
             self._lock_jobs(conn, job_ids)
-            jobs = {
-                job.id: job
-                for job in map(job_from_row, conn.execute(select(t.jobs).where(t.jobs.c.id.in_(job_ids))).mappings())
-            }
+            rows = conn.execute(select(t.jobs).where(self._among(t.jobs.c.id, job_ids))).mappings()
+            jobs = {job.id: job for job in map(job_from_row, rows)}
             running: dict[str, int] = dict(
                 conn.execute(
                     select(t.runs.c.job_id, func.count())
                     .where(
-                        t.runs.c.job_id.in_(job_ids),
+                        self._among(t.runs.c.job_id, job_ids),
                         t.runs.c.status == RunStatus.RUNNING.value,
                         t.runs.c.lease_expires_at > now,
                     )
@@ -210,14 +225,14 @@ class RunPath(StoreBase):
             if busy:
                 conn.execute(
                     update(t.runs)
-                    .where(t.runs.c.id.in_(busy))
+                    .where(self._among(t.runs.c.id, busy))
                     .values(status=RunStatus.SKIPPED.value, reason="busy", finished_at=now, updated_at=now)
                 )
             if waiting:
                 # overlap=queue: wait for the running instance, checked again shortly
                 conn.execute(
                     update(t.runs)
-                    .where(t.runs.c.id.in_(waiting))
+                    .where(self._among(t.runs.c.id, waiting))
                     .values(available_at=now + timedelta(seconds=1), updated_at=now)
                 )
             if chosen:
@@ -245,7 +260,7 @@ class RunPath(StoreBase):
         ids = [run.id for run, _ in chosen]
         conn.execute(
             update(t.runs)
-            .where(t.runs.c.id.in_(ids))
+            .where(self._among(t.runs.c.id, ids))
             .values(
                 status=RunStatus.RUNNING.value,
                 fence=t.runs.c.fence + 1,
@@ -287,7 +302,7 @@ class RunPath(StoreBase):
                 for r in conn.execute(
                     update(t.runs)
                     .where(
-                        *_fenced([(c.run.id, c.fence) for c in claims]),
+                        *self._fenced([(c.run.id, c.fence) for c in claims]),
                         t.runs.c.status == RunStatus.RUNNING.value,
                     )
                     .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
@@ -318,7 +333,7 @@ class RunPath(StoreBase):
                 (run_id, fence)
                 for run_id, fence in conn.execute(
                     select(t.runs.c.id, t.runs.c.fence)
-                    .where(t.runs.c.id.in_(ids), t.runs.c.status == RunStatus.RUNNING.value)
+                    .where(self._among(t.runs.c.id, ids), t.runs.c.status == RunStatus.RUNNING.value)
                     .order_by(t.runs.c.id)
                     .with_for_update()
                 ).all()
@@ -337,16 +352,16 @@ class RunPath(StoreBase):
                 waits = status in (RunStatus.RETRYING, RunStatus.PENDING)
                 started = outcome.started_at or claim.run.started_at or now
                 run_rows.append({
-                    "b_id": claim.run.id,
-                    "b_started": started,
-                    "b_status": status.value,
-                    "b_error": outcome.error,
-                    "b_duration": outcome.duration_seconds,
-                    "b_available": (
+                    "id": claim.run.id,
+                    "started_at": started,
+                    "status": status.value,
+                    "error": outcome.error,
+                    "duration_seconds": outcome.duration_seconds,
+                    "available_at": (
                         now + timedelta(seconds=outcome.retry_in or 0.0) if waits else claim.run.available_at
                     ),
-                    "b_finished": None if waits else now,
-                    "b_failures": claim.run.failures + (0 if outcome.ok else 1),
+                    "finished_at": None if waits else now,
+                    "failures": claim.run.failures + (0 if outcome.ok else 1),
                 })  # fmt: skip
                 attempt_rows.append({
                     "run_id": claim.run.id, "attempt": claim.attempt, "fence": claim.fence, "worker": claim.worker,
@@ -359,28 +374,55 @@ class RunPath(StoreBase):
                     for at, level, msg in outcome.logs
                 )
             if run_rows:
-                conn.execute(
-                    update(t.runs)
-                    .where(t.runs.c.id == bindparam("b_id"))
-                    .values(
-                        status=bindparam("b_status"),
-                        error=bindparam("b_error"),
-                        duration_seconds=bindparam("b_duration"),
-                        available_at=bindparam("b_available"),
-                        finished_at=bindparam("b_finished"),
-                        failures=bindparam("b_failures"),
-                        started_at=bindparam("b_started"),
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        updated_at=now,
-                    ),
-                    run_rows,
-                )
-                # an attempt's row is written once, when it ends: in flight, the run row shows it
-                conn.execute(insert(t.run_attempts), attempt_rows)
-            if log_rows:
-                conn.execute(insert(t.run_logs), log_rows)
+                self._record(conn, run_rows, attempt_rows, log_rows, now)
         return statuses
+
+    def _fenced(self, pairs: Sequence[tuple[int, int]]) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+        """Rows that are these (run id, fence) pairs.
+
+        The plain id test lets the primary key find the rows; alone, the pair
+        test becomes one long OR that PostgreSQL checks against every row of the
+        status it also filters on (120 ms for 500 runs among 20,000 pending).
+        On PostgreSQL the pairs are two arrays, so the text is the same for any number.
+        """
+        ids = [run_id for run_id, _ in pairs]
+        if self.dialect != "postgresql":
+            return t.runs.c.id.in_(ids), tuple_(t.runs.c.id, t.runs.c.fence).in_(pairs)
+        pair = select(
+            func.unnest(bindparam(None, ids, type_=postgresql.ARRAY(BigInteger))),
+            func.unnest(bindparam(None, [fence for _, fence in pairs], type_=postgresql.ARRAY(Integer))),
+        )
+        return self._among(t.runs.c.id, ids), tuple_(t.runs.c.id, t.runs.c.fence).in_(pair)
+
+    def _record(
+        self,
+        conn: Connection,
+        runs: list[dict[str, Any]],
+        attempts: list[dict[str, Any]],
+        logs: list[dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        """Write ended attempts: the runs' new state, the attempts' rows (written once, at the end), their logs."""
+        if self.dialect == "postgresql":
+            conn.execute(_FINISH_RUNS, {"rows": bulk.rows_param(runs), "now": now})
+            conn.execute(_INSERT_ATTEMPTS, {"rows": bulk.rows_param(attempts)})
+            if logs:
+                conn.execute(_INSERT_LOGS, {"rows": bulk.rows_param(logs)})
+            return
+        conn.execute(
+            update(t.runs)
+            .where(t.runs.c.id == bindparam("b_id"))
+            .values(
+                **{name: bindparam(f"b_{name}") for name in _FINISHED_COLUMNS},
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            ),
+            [{f"b_{name}": value for name, value in run.items()} for run in runs],
+        )
+        conn.execute(insert(t.run_attempts), attempts)
+        if logs:
+            conn.execute(insert(t.run_logs), logs)
 
     def release(self, claims: Sequence[Claim]) -> int:
         """Give claimed runs back to the queue unfinished (a graceful shutdown)."""
@@ -506,16 +548,6 @@ def _status_after(outcome: Outcome) -> RunStatus:
 
 def _set_run(conn: Connection, run_id: int, now: datetime, **values: Any) -> None:
     conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(updated_at=now, **values))
-
-
-def _fenced(pairs: Sequence[tuple[int, int]]) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    """Rows that are these (run id, fence) pairs.
-
-    The plain ``id IN`` lets the primary key find the rows; alone, the pair
-    test becomes one long OR that PostgreSQL checks against every row of the
-    status it also filters on (120 ms for 500 runs among 20,000 pending).
-    """
-    return t.runs.c.id.in_([run_id for run_id, _ in pairs]), tuple_(t.runs.c.id, t.runs.c.fence).in_(pairs)
 
 
 def _end_attempt(conn: Connection, run_id: int, now: datetime, status: str, error: str) -> None:

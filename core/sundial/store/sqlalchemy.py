@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +21,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import AlreadyExists, Conflict, NotFound
 from ..job import Job
 from ..run import Attempt, Run, RunLog, RunStatus, SkipReason
+from . import bulk
 from . import tables as t
 from .admin import AdminQueries, dispatch_allowed
 from .rows import JOBS_SHOWN, FirePlan, NewRun, job_from_row, job_row, new_run_row, run_from_row
@@ -40,31 +39,19 @@ from .runpath import RunPath
 _SCHEDULER_OWNED = ("next_run_at", "parked_reason")
 
 
-# A pass's rows go to PostgreSQL as one JSON document, unpacked by json_to_recordset: one
-# statement for the batch, not one per row, and encoded by the json module in C, where a
-# column of arrays costs psycopg a Python escape per element
-_ADVANCE_JOBS = text(
-    "UPDATE sundial_jobs AS j SET next_run_at = v.next_run_at, parked_reason = v.parked_reason,"
-    " active = v.active, updated_at = :now"
-    " FROM json_to_recordset(CAST(:rows AS json))"
-    " AS v(id varchar, version integer, next_run_at timestamptz, parked_reason text, active boolean)"
-    " WHERE j.id = v.id AND j.version = v.version"
-).bindparams(bindparam("now", type_=t.UTCDateTime()))
-_RUN_COLUMNS = {
-    "job_id": "varchar", "scheduled_at": "timestamptz", "last_fire_at": "timestamptz", "fire_count": "integer",
-    "status": "varchar", "reason": "text", "payload": "jsonb", "queue": "varchar", "priority": "integer",
-    "available_at": "timestamptz", "finished_at": "timestamptz",
-}  # fmt: skip
-_INSERT_RUNS = text(
-    f"INSERT INTO sundial_runs ({', '.join(_RUN_COLUMNS)}, attempt, failures, lost, fence, created_at, updated_at)"
-    " SELECT v.*, 0, 0, 0, 0, :now, :now FROM json_to_recordset(CAST(:rows AS json))"
-    f" AS v({', '.join(f'{name} {kind}' for name, kind in _RUN_COLUMNS.items())})"
-    " ON CONFLICT (job_id, scheduled_at) DO NOTHING"
-).bindparams(bindparam("now", type_=t.UTCDateTime()))
-
-
-def _json_rows(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=datetime.isoformat)
+# a pass's runs and job advances, in one statement each on PostgreSQL (see ``bulk``)
+_ADVANCE_JOBS = bulk.update_rows(
+    t.jobs, ("id", "version"), ("next_run_at", "parked_reason", "active"), constants={"updated_at": ":now"}
+)
+_NEW_RUN_COLUMNS = (
+    "job_id", "scheduled_at", "last_fire_at", "fire_count", "status", "reason", "payload", "queue", "priority",
+    "available_at", "finished_at",
+)  # fmt: skip
+_INSERT_RUNS = bulk.insert_rows(
+    t.runs, _NEW_RUN_COLUMNS,
+    constants={"attempt": "0", "failures": "0", "lost": "0", "fence": "0", "created_at": ":now", "updated_at": ":now"},
+    suffix="ON CONFLICT (job_id, scheduled_at) DO NOTHING",
+)  # fmt: skip
 
 
 class SQLStore(AdminQueries, RunPath):
@@ -224,8 +211,7 @@ class SQLStore(AdminQueries, RunPath):
         if self.dialect != "postgresql":
             conn.execute(self._insert_ignoring(t.runs, ("job_id", "scheduled_at")), rows)
             return
-        rows = [{name: row[name] for name in _RUN_COLUMNS} for row in rows]
-        conn.execute(_INSERT_RUNS, {"rows": _json_rows(rows), "now": now})
+        conn.execute(_INSERT_RUNS, {"rows": bulk.rows_param(rows), "now": now})
 
     def _advance(self, conn: Connection, decided: Sequence[tuple[Job, FirePlan]], now: datetime) -> None:
         """Store each job's next fire time (and parking) as its plan decided."""
@@ -235,7 +221,7 @@ class SQLStore(AdminQueries, RunPath):
             for job, plan in decided
         ]  # fmt: skip
         if self.dialect == "postgresql":
-            conn.execute(_ADVANCE_JOBS, {"rows": _json_rows(rows), "now": now})
+            conn.execute(_ADVANCE_JOBS, {"rows": bulk.rows_param(rows), "now": now})
             return
         conn.execute(
             update(t.jobs)
