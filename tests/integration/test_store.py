@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
 from sundial.abc import Claim
 from sundial.clock import FakeClock
@@ -186,6 +187,35 @@ def test_a_stalled_clock_reading_does_not_set_the_clock_behind(postgres_store: S
 
     offset = postgres_store._read_clock_offset(wall=stalled_once)
     assert abs(offset) < 0.05, offset  # one machine: the database's clock is the local one
+
+
+@pytest.mark.postgres
+def test_times_read_back_in_utc_whatever_the_servers_zone(
+    postgres_store: SQLStore, postgres_url: str, clock: FakeClock
+) -> None:
+    # rows are not converted on PostgreSQL: the store's sessions must run in UTC themselves
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    database = make_url(postgres_url).database
+    with admin.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{database}\" SET timezone TO 'Pacific/Auckland'"))
+    try:
+        store = SQLStore(postgres_url)
+        try:
+            at = datetime(2026, 7, 1, 23, 30, 0, 123456, tzinfo=UTC)
+            job = Control(store, {"test.noop"}, clock).add_job({"id": "tz", "name": "tz", "handler": "test.noop",
+                                                                "type": "date", "run_at": at.isoformat()})  # fmt: skip
+            stored = store.get_job(job.id)
+            assert stored.trigger.run_at == at and stored.trigger.run_at.tzinfo is UTC
+            assert stored.created_at is not None and stored.created_at.tzinfo is UTC
+            with store.engine.connect() as conn:
+                assert conn.execute(text("SHOW TimeZone")).scalar() == "UTC"
+        finally:
+            store.delete_job(job.id)
+            store.close()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" RESET timezone'))
+        admin.dispose()
 
 
 def test_a_retry_longer_than_the_broker_holds_waits_in_the_outbox(store: SQLStore, control: Control) -> None:

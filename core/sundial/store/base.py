@@ -155,7 +155,15 @@ def _make_engine(url: str, *, echo: bool, pool_size: int) -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     # no ping before each checkout (a round trip per transaction): a connection the server
     # dropped fails its statement, the pool discards it, and every caller's loop retries
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+
+    @event.listens_for(engine, "connect")
+    def _in_utc(dbapi_conn: Any, _record: Any) -> None:
+        # times then come back as UTC, and rows need no conversion (tables.UTCDateTime)
+        dbapi_conn.execute("SET TIME ZONE 'UTC'")
+        dbapi_conn.commit()
+
+    return engine
 
 
 def _reason(e: SQLAlchemyError) -> str:

@@ -139,7 +139,8 @@ def job_from_row(row: Any) -> Job:
         priority=row["priority"],
         parked_reason=row["parked_reason"],
         next_run_at=row["next_run_at"],
-        last_executed_at=row.get("last_executed_at"),
+        # "in" first: a missing key costs a RowMapping an exception
+        last_executed_at=row["last_executed_at"] if "last_executed_at" in row else None,
         version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],

@@ -44,7 +44,9 @@ class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime on every backend.
 
     SQLite has no time zone type, so values are stored there as naive UTC in
-    one fixed text format, which keeps comparisons in SQL correct.
+    one fixed text format, which keeps comparisons in SQL correct. The
+    store's PostgreSQL sessions run in UTC (``store.base``), so psycopg
+    returns UTC times already, and reading a row converts none of them.
     """
 
     impl = DateTime(timezone=True)
@@ -57,6 +59,11 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given to the store; Sundial stores aware UTC times")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
