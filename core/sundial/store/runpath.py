@@ -328,15 +328,17 @@ class RunPath(StoreBase):
         now = self.now()
         ids = sorted({claim.run.id for claim, _ in results})
         with self._write() as conn:
-            # lock the rows first, so which results are current is decided once, under the lock
+            # lock the rows first, so which results are current is decided once, under the lock;
+            # found by primary key alone (the status is tested here), so no plan walks the status index
             current = {
                 (run_id, fence)
-                for run_id, fence in conn.execute(
-                    select(t.runs.c.id, t.runs.c.fence)
-                    .where(self._among(t.runs.c.id, ids), t.runs.c.status == RunStatus.RUNNING.value)
+                for run_id, fence, status in conn.execute(
+                    select(t.runs.c.id, t.runs.c.fence, t.runs.c.status)
+                    .where(self._among(t.runs.c.id, ids))
                     .order_by(t.runs.c.id)
                     .with_for_update()
                 ).all()
+                if status == RunStatus.RUNNING.value
             }
             statuses: list[RunStatus | None] = []
             run_rows: list[dict[str, Any]] = []
