@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ def cluster(tmp_path: Path, postgres_url: str, postgres_store: SQLStore, rabbitm
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def no_default_jobs(cluster: Cluster) -> Iterator[None]:
+    """Every plugin off but the test's handlers, for tests that count runs and messages exactly (or crash at the
+    first run to reach a failpoint): a default job firing on its own schedule (a plugin's every ten minutes, the
+    built-in daily pruning) must neither be counted nor be that run."""
+    names = {plugin.name for plugin in entry_points(group="sundial.plugins")} | {"builtin"}
+    cluster.env["SUNDIAL_PLUGINS_DISABLED"] = ",".join(sorted(names))
+    yield
+    assert [job.id for job in cluster.store.find_jobs(limit=1000) if job.origin is not None] == []
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from harness import Cluster
 from sundial.run import RunStatus
 from support import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.usefixtures("no_default_jobs")]
 
 RUNS = 4
 WORK_QUEUE = "sundial.work.default"

@@ -16,7 +16,7 @@ from harness import Cluster
 from sundial.run import RunStatus
 from support import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.usefixtures("no_default_jobs")]
 
 LEASE_SECONDS = 2
 HANDLER_SECONDS = 1
