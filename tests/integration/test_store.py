@@ -263,3 +263,22 @@ def test_a_run_queued_too_long_goes_back_to_the_outbox(store: SQLStore, control:
     assert store.requeue_stale(older_than_seconds=3600) == 1
     assert store.get_run(run_id).status is RunStatus.PENDING
     assert [r.id for r in store.outbox(10)] == [run_id]  # the relay publishes it again
+
+
+def test_an_outcome_is_stored_exactly_whatever_its_text(store: SQLStore, control: Control) -> None:
+    # on PostgreSQL a batch of outcomes travels as one JSON document (store/bulk.py): what could
+    # break its encoding or its types comes back as it went
+    run_id = pending_run(store, control)
+    held = claim(store)
+    tricky = 'quote " backslash \\ newline\n tab\t unicode ü 日本 emoji 🕰 {"json": [1, null]} \' %s :now'
+    at = datetime(2026, 3, 2, 12, 0, 0, 123457, tzinfo=UTC)
+    started = datetime(2026, 3, 2, 11, 59, 59, 999999, tzinfo=UTC)
+    outcome = Outcome(ok=False, error=tricky, duration_seconds=0.1 + 0.2, logs=[(at, "WARNING", tricky)],
+                      started_at=started)  # fmt: skip
+    assert store.finish(held, outcome) is RunStatus.DEAD
+    run = store.get_run(run_id)
+    assert (run.error, run.duration_seconds, run.started_at) == (tricky, 0.1 + 0.2, started)
+    [line] = store.run_logs(run_id)
+    assert (line.at, line.level, line.message) == (at, "WARNING", tricky)
+    [attempt] = store.attempts(run_id)
+    assert (attempt.error, attempt.started_at, attempt.duration_seconds) == (tricky, started, 0.1 + 0.2)
