@@ -111,6 +111,24 @@ def test_renewal_keeps_a_lease_and_reports_lost_ones(store: SQLStore, control: C
     assert store.renew([held], 30) == [held]
 
 
+def test_a_renewal_in_a_batch_tells_each_stale_fence_from_the_current_one(store: SQLStore, control: Control) -> None:
+    # the batch's (run, fence) pairs are matched pair by pair: the same runs under older fences are lost
+    for job_id in ("a", "b", "c"):
+        pending_run(store, control, job_id)
+    stale = [claim(store, "w1", lease=1) for _ in range(3)]
+    time.sleep(1.1)  # w1 stalls past its leases; the sweeper hands the runs on, and w2 takes them
+    assert store.expire_leases() == sorted(c.run.id for c in stale)
+    current = [claim(store, "w2") for _ in range(3)]
+    assert {c.run.id for c in current} == {c.run.id for c in stale}
+    assert all(c.fence == 2 for c in current)
+    assert store.renew(stale, 3600) == stale
+    for c in current:  # and a stale renewal extends no lease
+        lease = store.get_run(c.run.id).lease_expires_at
+        assert lease is not None and lease < store.now() + timedelta(seconds=60)
+    assert store.renew([*stale, *current], 30) == stale
+    assert store.renew(current, 30) == []
+
+
 def test_a_running_run_is_not_claimed_twice(store: SQLStore, control: Control) -> None:
     pending_run(store, control)
     claim(store, "w1")
