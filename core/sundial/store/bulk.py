@@ -28,11 +28,6 @@ def rows_param(rows: Iterable[Mapping[str, Any]]) -> str:
     return json.dumps(list(rows), default=datetime.isoformat)
 
 
-def ids_param(ids: Iterable[int]) -> str:
-    """A bigint array literal, ``{1,2,3}``, for ``= ANY(CAST(:ids AS bigint[]))``: integers need no escaping."""
-    return "{" + ",".join(str(int(i)) for i in ids) + "}"
-
-
 def _recordset(table: Table, names: Sequence[str]) -> str:
     columns = ", ".join(f'"{name}" {table.c[name].type.compile(dialect=_PG)}' for name in names)
     return f"json_to_recordset(CAST(:rows AS json)) AS v({columns})"
