@@ -78,7 +78,8 @@ class ForkGate:
         self._held.count = max(held - 1, 0)
         with self._cond:
             self._active = max(self._active - 1, 0)
-            self._cond.notify_all()
+            if self._forking:  # only a fork waits on checkins
+                self._cond.notify_all()
 
 
 FORK_GATE = ForkGate()
